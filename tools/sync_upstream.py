@@ -1,0 +1,66 @@
+#!/usr/bin/env python3
+"""sglang-rdna4's interface to upstream SGLang: lay out the pinned release, check and
+record our delta.
+
+  materialize   fetch the pinned wheel(s), check sha256, lay out upstream + our diffs
+  verify        the replay gate: pristine + our delta must equal the working tree
+  status        the divergence report (table, or --json)
+  refresh       record edits of upstream files back into patches/
+
+Standard library and pip only: it runs before anything else is installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from upstream_sync import SyncError  # noqa: E402
+from upstream_sync import commands  # noqa: E402
+from upstream_sync.tree import Repo  # noqa: E402
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sync_upstream.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", type=Path, default=Path(__file__).resolve().parent.parent,
+                        help="repository root (default: the one holding this tool)")
+    verbs = parser.add_subparsers(dest="verb", required=True)
+    m = verbs.add_parser("materialize", help="lay out pinned upstream + our diffs")
+    m.add_argument("--force", action="store_true",
+                   help="set unrecorded edits aside in .sync-backups/ instead of refusing")
+    v = verbs.add_parser("verify", help="replay pristine + delta and compare with the tree")
+    v.add_argument("--no-import", action="store_true", help="skip the import smoke test")
+    s = verbs.add_parser("status", help="divergence report; exit 1 while an edit is unrecorded")
+    s.add_argument("--json", action="store_true")
+    r = verbs.add_parser("refresh", help="record edits of upstream files into patches/")
+    r.add_argument("paths", nargs="*", help="upstream files to record (default: every edited one)")
+    r.add_argument("--reason", help="the '# reason:' line for the diff(s) written")
+    r.add_argument("--upstream", dest="upstream_status",
+                   help="'carry', 'candidate' or 'upstreamed-in <version>'")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        repo = Repo(args.root)
+        if args.verb == "materialize":
+            return commands.materialize(repo, force=args.force)
+        if args.verb == "verify":
+            return commands.verify(repo, import_smoke=not args.no_import)
+        if args.verb == "status":
+            return commands.status(repo, as_json=args.json)
+        if args.verb == "refresh":
+            return commands.refresh(repo, args.paths, args.reason, args.upstream_status)
+    except SyncError as err:
+        print(f"sync_upstream {args.verb}: error: {err}", file=sys.stderr)
+        return 2
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
