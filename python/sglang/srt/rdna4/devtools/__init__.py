@@ -1,0 +1,1 @@
+"""Developer tools: tiny local models, a local server launcher, the demo."""
