@@ -6,6 +6,8 @@ record our delta.
   verify        the replay gate: pristine + our delta must equal the working tree
   status        the divergence report (table, or --json)
   refresh       record edits of upstream files back into patches/
+  rebase        move our delta onto another release (--to VERSION [--dry-run] | --continue | --abort)
+  cherry-pick   take files from a later release (--from VERSION PATH...), recorded in upstream.lock
 
 Standard library and pip only: it runs before anything else is installed.
 """
@@ -19,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from upstream_sync import SyncError  # noqa: E402
-from upstream_sync import commands  # noqa: E402
+from upstream_sync import commands, rebase  # noqa: E402
 from upstream_sync.tree import Repo  # noqa: E402
 
 
@@ -35,12 +37,26 @@ def build_parser() -> argparse.ArgumentParser:
     v = verbs.add_parser("verify", help="replay pristine + delta and compare with the tree")
     v.add_argument("--no-import", action="store_true", help="skip the import smoke test")
     s = verbs.add_parser("status", help="divergence report; exit 1 while an edit is unrecorded")
-    s.add_argument("--json", action="store_true")
+    fmt = s.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true")
+    fmt.add_argument("--markdown", action="store_true", help="for release notes")
+    s.add_argument("--against", metavar="VERSION",
+                   help="preview how each change would fare on that release (tree untouched)")
     r = verbs.add_parser("refresh", help="record edits of upstream files into patches/")
     r.add_argument("paths", nargs="*", help="upstream files to record (default: every edited one)")
     r.add_argument("--reason", help="the '# reason:' line for the diff(s) written")
     r.add_argument("--upstream", dest="upstream_status",
                    help="'carry', 'candidate' or 'upstreamed-in <version>'")
+    rb = verbs.add_parser("rebase", help="three-way merge our delta onto another release")
+    what = rb.add_mutually_exclusive_group(required=True)
+    what.add_argument("--to", metavar="VERSION", help="the release to move onto")
+    what.add_argument("--continue", dest="cont", action="store_true", help="finish after resolving")
+    what.add_argument("--abort", action="store_true", help="restore the tree as it was")
+    rb.add_argument("--dry-run", action="store_true", help="with --to: write the receipt only")
+    rb.add_argument("--git", metavar="URL", help=argparse.SUPPRESS)
+    cp = verbs.add_parser("cherry-pick", help="take files from a later release")
+    cp.add_argument("--from", dest="version", required=True, metavar="VERSION")
+    cp.add_argument("paths", nargs="+", help="paths inside the package, e.g. srt/models/x.py")
     return parser
 
 
@@ -53,9 +69,23 @@ def main(argv: list[str] | None = None) -> int:
         if args.verb == "verify":
             return commands.verify(repo, import_smoke=not args.no_import)
         if args.verb == "status":
-            return commands.status(repo, as_json=args.json)
+            fmt = "json" if args.json else "markdown" if args.markdown else "table"
+            if args.against:
+                return rebase.preview(repo, args.against, fmt)
+            return commands.status(repo, fmt)
         if args.verb == "refresh":
             return commands.refresh(repo, args.paths, args.reason, args.upstream_status)
+        if args.verb == "rebase":
+            if args.git:
+                raise SyncError("rebase --git is not supported yet: rebase onto a release of the "
+                                "package index with --to VERSION")
+            if args.cont:
+                return rebase.finish(repo.root)
+            if args.abort:
+                return rebase.abort(repo.root)
+            return rebase.start(repo, args.to, dry_run=args.dry_run)
+        if args.verb == "cherry-pick":
+            return rebase.cherry_pick(repo, args.version, args.paths)
     except SyncError as err:
         print(f"sync_upstream {args.verb}: error: {err}", file=sys.stderr)
         return 2

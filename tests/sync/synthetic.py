@@ -126,3 +126,66 @@ def make_repo(tmp: Path) -> Fixture:
     fx.git("add", "-A")
     fx.git("commit", "-qm", "init")
     return fx
+
+
+UTIL = "def helper():\n    return 1\n"
+MOVER = "".join(f"def step_{i}():\n    return {i}\n\n\n" for i in range(6))
+
+RELEASE_1_FULL = {**RELEASE_1, "util.py": UTIL, "legacy/mover.py": MOVER}
+
+RELEASE_2 = {
+    **{k: v for k, v in RELEASE_1.items()},
+    "__init__.py": "VERSION = '1.0'\nFEATURE = True\n",
+    "core.py": RELEASE_1["core.py"].replace("return a * b", "return b * a  # 2.0"),
+    "srt/engine.py": RELEASE_1["srt/engine.py"].replace("LINE_5 = 5", "LINE_5 = 'five'"),
+    "newplace/mover.py": MOVER,
+    "srt/model_x.py": "class ModelX:\n    pass\n",
+}
+
+def _our_diff(rel: str, old: str, new: str) -> str:
+    sys.path.insert(0, str(REPO_ROOT / "tools"))
+    from upstream_sync.udiff import make_diff
+
+    return make_diff(old, new, f"python/{DIST}/{rel}")
+
+
+OUR_PATCHES = {
+    # merges cleanly with 2.0's change to mul
+    "core.py": _our_diff("core.py", RELEASE_1["core.py"],
+                         RELEASE_1["core.py"].replace('"hello "', '"hi "')),
+    # conflicts with 2.0's change of the same line
+    "srt/engine.py": _our_diff("srt/engine.py", RELEASE_1["srt/engine.py"],
+                               RELEASE_1["srt/engine.py"].replace("LINE_5 = 5", "LINE_5 = 50")),
+    # 2.0 ships the same change
+    "__init__.py": _our_diff("__init__.py", RELEASE_1["__init__.py"], RELEASE_2["__init__.py"]),
+    # 2.0 deletes the file
+    "util.py": _our_diff("util.py", UTIL, UTIL.replace("return 1", "return 2")),
+    # 2.0 moves the file to newplace/
+    "legacy/mover.py": _our_diff("legacy/mover.py", MOVER, MOVER.replace("return 0", "return -1")),
+}
+
+
+def make_rebase_repo(tmp: Path, patches: dict[str, str] | None = None) -> Fixture:
+    """A repo on fakeup 1.0 with our diffs; fakeup 2.0 and 3.0 on the local index."""
+    fx = make_repo(tmp)
+    wheel1 = build_wheel(fx.wheels, "1.0", RELEASE_1_FULL)
+    build_wheel(fx.wheels, "2.0", RELEASE_2)
+    build_wheel(fx.wheels, "3.0", {**RELEASE_2, "srt/ours.py": "CLASH = 1\n"})
+    (fx.root / "upstream.lock").write_text(lock_text("1.0", wheel1))
+    for rel, body in (OUR_PATCHES if patches is None else patches).items():
+        fx.write_patch(rel, body, reason=f"our change to {rel}")
+    fx.git("add", "-A")
+    fx.git("commit", "-qm", "delta")
+    proc = fx.sync("materialize")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return fx
+
+
+def snapshot(root: Path, skip: tuple[str, ...] = (".git", ".sync-backups")) -> dict[str, tuple[bytes, int]]:
+    out = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        if path.is_dir() or rel.split("/")[0] in skip or "__pycache__" in rel:
+            continue
+        out[rel] = (path.read_bytes(), path.stat().st_mode & 0o777)
+    return out

@@ -66,3 +66,23 @@ def test_git_tracks_no_upstream_file(pinned_wheel):
         and wheels.sha256_of((REPO_ROOT / f).read_bytes()) in upstream_hashes
     ]
     assert by_path == [] and by_content == []
+
+
+@pytest.mark.network
+@pytest.mark.parametrize("version", ["0.5.11", "0.5.12"])
+def test_preview_of_our_delta_on_later_releases(version):
+    """Every change gets a verdict on a real later release (the verdicts themselves may vary)."""
+    proc = _sync("status", "--against", version, "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["to"] == version
+    diffs = {v["file"] for v in report["verdicts"] if v["kind"] == "diff"}
+    ours = {
+        "python/" + p.relative_to(REPO_ROOT / "patches" / "python").as_posix()[: -len(".diff")]
+        for p in (REPO_ROOT / "patches").rglob("*.diff")
+    }
+    assert diffs == ours
+    known = {"clean", "conflict", "upstream now contains it", "upstream deleted the file",
+             "upstream moved the file", "new upstream file collides", "cherry-pick now in base",
+             "cherry-pick kept"}
+    assert all(v["verdict"] in known for v in report["verdicts"])

@@ -28,8 +28,14 @@ def fx(tmp_path) -> Fixture:
 
 
 def _ok(proc) -> str:
+    """stdout and stderr (progress notes) of a successful run."""
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc.stdout
+    return proc.stdout + proc.stderr
+
+
+def _json(proc):
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return json.loads(proc.stdout)
 
 
 def _fails(proc, *needles: str) -> str:
@@ -178,7 +184,7 @@ def test_a_diff_for_a_file_upstream_does_not_have_is_refused(fx):
 def test_status_json_reports_diffs_reasons_and_line_counts(fx):
     fx.write_patch("core.py", CORE_PATCH, reason="friendlier greeting", status="candidate")
     _ok(fx.sync("materialize"))
-    report = json.loads(_ok(fx.sync("status", "--json")))
+    report = _json(fx.sync("status", "--json"))
     assert report["clean"] is True
     (diff,) = report["diffs"]
     assert diff == {

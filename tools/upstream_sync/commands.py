@@ -10,7 +10,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from upstream_sync import SyncError, udiff
+from upstream_sync import progress, SyncError, udiff
 from upstream_sync.layout import is_executable, lay_out, read_manifest, unrecorded_edits
 from upstream_sync.tree import TODO_REASON, Repo, header_problems, is_ignored, render_patch
 
@@ -22,7 +22,7 @@ def expected_tree(repo: Repo) -> dict[str, bytes]:
 
 def materialize(repo: Repo, force: bool = False) -> int:
     base = repo.lock.base
-    print(f"[sync] materialize {base.distribution} {base.version} + {len(repo.patches)} diff(s) "
+    progress(f"[sync] materialize {base.distribution} {base.version} + {len(repo.patches)} diff(s) "
           f"+ {len(repo.lock.cherry_picks)} cherry-pick(s)", flush=True)
     lay_out(repo, expected_tree(repo), force=force)
     return 0
@@ -165,7 +165,7 @@ def _import_smoke(repo: Repo, modules: list[str]) -> list[str]:
         [str(repo.dest.parent)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
     )
     env.setdefault("CUDA_VISIBLE_DEVICES", "")
-    print(f"[sync] import smoke: {len(modules)} touched module(s) on CPU ...", flush=True)
+    progress(f"[sync] import smoke: {len(modules)} touched module(s) on CPU ...", flush=True)
     proc = subprocess.run(
         [sys.executable, "-c", _SMOKE, json.dumps(modules)],
         capture_output=True, text=True, env=env, cwd=repo.root,
@@ -237,13 +237,38 @@ def collect_status(repo: Repo) -> dict:
     }
 
 
-def status(repo: Repo, as_json: bool = False) -> int:
+def status(repo: Repo, fmt: str = "table") -> int:
     report = collect_status(repo)
-    if as_json:
+    if fmt == "json":
         print(json.dumps(report, indent=2))
+    elif fmt == "markdown":
+        print(format_status_markdown(report))
     else:
         print(format_status(report))
     return 0 if report["clean"] else 1
+
+
+def format_status_markdown(report: dict) -> str:
+    t = report["totals"]
+    base = report["base"]
+    out = [
+        f"## Divergence from {base['distribution']} {base['version']}",
+        "",
+        f"{t['upstream_files_touched']} upstream files touched (+{t['diff_lines_added']}/-{t['diff_lines_removed']} "
+        f"lines); {t['new_files']} new files ({t['new_file_lines']} lines); additive share "
+        f"{t['additive_share']:.1%}; {len(report['cherry_picks'])} cherry-picks.",
+        "",
+        "| file | + | - | upstream | reason |",
+        "|---|---:|---:|---|---|",
+    ]
+    for d in report["diffs"]:
+        out.append(f"| `{d['file']}` | {d['added']} | {d['removed']} | {d['upstream']} | {d['reason']} |")
+    if report["cherry_picks"]:
+        out += ["", "| cherry-picked file | from |", "|---|---|"]
+        out += [f"| `{p['file']}` | {p['version']} |" for p in report["cherry_picks"]]
+    if not report["clean"]:
+        out += ["", f"**Not clean**: {len(report['unrecorded_edits'])} unrecorded edit(s)."]
+    return "\n".join(out)
 
 
 def format_status(report: dict) -> str:
@@ -305,7 +330,7 @@ def refresh(repo: Repo, paths: list[str], reason: str | None, upstream: str | No
         if current == pristine:
             if patch is not None:
                 patch_file.unlink()
-                print(f"[sync] {shown}: equals upstream again; removed {patch_file.relative_to(repo.root)}")
+                progress(f"[sync] {shown}: equals upstream again; removed {patch_file.relative_to(repo.root)}")
                 changed += 1
             continue
         if patch is not None and repo.expected_text(rel) == current and reason is None and upstream is None:
@@ -316,11 +341,11 @@ def refresh(repo: Repo, paths: list[str], reason: str | None, upstream: str | No
         patch_file.parent.mkdir(parents=True, exist_ok=True)
         patch_file.write_text(render_patch(shown, diff, new_reason, new_upstream))
         added, removed = udiff.count_changes(diff)
-        print(f"[sync] {shown}: recorded in {patch_file.relative_to(repo.root)} (+{added} -{removed})")
+        progress(f"[sync] {shown}: recorded in {patch_file.relative_to(repo.root)} (+{added} -{removed})")
         changed += 1
         if new_reason == TODO_REASON:
             todo += 1
-            print(f"[sync]   WARNING: no reason given; edit the '# reason:' line of "
+            progress(f"[sync]   WARNING: no reason given; edit the '# reason:' line of "
                   f"{patch_file.relative_to(repo.root)} (verify fails until you do)")
     print(f"refresh: {changed} diff(s) written or removed, {len(targets) - changed} unchanged")
     return 1 if todo else 0

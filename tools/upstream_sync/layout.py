@@ -8,7 +8,7 @@ import shutil
 import time
 from pathlib import Path
 
-from upstream_sync import SyncError, wheels
+from upstream_sync import progress, SyncError, wheels
 from upstream_sync.tree import BACKUP_DIR, MANIFEST_NAME, Repo, exclude_pattern
 
 EXCLUDE_BEGIN = "# >>> sglang-rdna4: upstream files laid out by tools/sync_upstream.py (do not edit)"
@@ -93,11 +93,11 @@ def lay_out(repo: Repo, expected: dict[str, bytes], force: bool) -> None:
                 f"record them (then commit), or pass --force to set them aside in {BACKUP_DIR}/."
             )
         where = backup(repo, dirty)
-        print(f"[sync] --force: saved {len(dirty)} unrecorded edit(s) under {where}", flush=True)
+        progress(f"[sync] --force: saved {len(dirty)} unrecorded edit(s) under {where}", flush=True)
 
     written = 0
     total = len(expected)
-    print(f"[sync] laying out {total} upstream files into {repo.dest_rel}/ ...", flush=True)
+    progress(f"[sync] laying out {total} upstream files into {repo.dest_rel}/ ...", flush=True)
     for n, (rel, data) in enumerate(sorted(expected.items()), start=1):
         path = repo.dest / rel
         if not path.exists() or path.read_bytes() != data:
@@ -108,7 +108,7 @@ def lay_out(repo: Repo, expected: dict[str, bytes], force: bool) -> None:
             written += 1
         _set_executable(path, repo.pristine[rel].executable)
         if n % 500 == 0:
-            print(f"[sync]   {n}/{total}", flush=True)
+            progress(f"[sync]   {n}/{total}", flush=True)
     removed = 0
     for rel in sorted(set(manifest) - set(expected)):
         path = repo.dest / rel
@@ -139,7 +139,7 @@ def write_exclude(repo: Repo, rels: list[str]) -> None:
             kept.append(line)
     while kept and kept[-1] == "":
         kept.pop()
-    block = [EXCLUDE_BEGIN, exclude_pattern(f"python/{MANIFEST_NAME}"), f"/{BACKUP_DIR}/"]
+    block = [EXCLUDE_BEGIN, exclude_pattern(f"python/{MANIFEST_NAME}"), f"/{BACKUP_DIR}/", "/.sync-rebase/"]
     block += [exclude_pattern(f"{repo.dest_rel}/{rel}") for rel in rels]
     block.append(EXCLUDE_END)
     path.parent.mkdir(parents=True, exist_ok=True)

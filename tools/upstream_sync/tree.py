@@ -19,7 +19,7 @@ BACKUP_DIR = ".sync-backups"
 UPSTREAM_STATUSES = ("carry", "candidate")  # or "upstreamed-in <version>"
 TODO_REASON = "TODO: say why this edit exists"
 IGNORED_PARTS = {"__pycache__", ".pytest_cache"}
-IGNORED_SUFFIXES = (".pyc", ".pyo", ".so", ".pyd")
+IGNORED_SUFFIXES = (".pyc", ".pyo")
 _HEADER_RE = re.compile(r"^# (reason|upstream): ?(.*)$")
 
 
@@ -76,9 +76,9 @@ def is_ignored(rel: str) -> bool:
 
 
 class Repo:
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, lock: Lock | None = None):
         self.root = root.resolve()
-        self.lock: Lock = load(self.root / LOCK_NAME)
+        self.lock: Lock = lock if lock is not None else load(self.root / LOCK_NAME)
         self.dest = self.root / "python" / self.lock.package
         self.dest_rel = f"python/{self.lock.package}"
         self.patches_root = self.root / PATCHES_DIR / "python" / self.lock.package

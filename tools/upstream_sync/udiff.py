@@ -14,7 +14,10 @@ NO_NEWLINE = "\\ No newline at end of file"
 _HUNK_RE = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
 
 
-class PatchError(Exception):
+from upstream_sync import SyncError
+
+
+class PatchError(SyncError):
     """A diff that is malformed or does not apply; the message names file and hunk."""
 
 
@@ -145,6 +148,9 @@ def apply_diff(original: str, diff_text: str, patch_name: str) -> str:
         if start < cursor:
             raise PatchError(f"{patch_name}: hunk {number} ({hunk.header}) overlaps the previous hunk")
         want = hunk.old_lines()
+        anchor = _anchor_problem(hunk, start, len(want), len(src))
+        if anchor:
+            raise PatchError(f"{patch_name}: hunk {number} ({hunk.header}) does not apply: {anchor}")
         have = src[start : start + len(want)]
         if have != want:
             raise PatchError(
@@ -156,6 +162,21 @@ def apply_diff(original: str, diff_text: str, patch_name: str) -> str:
         cursor = start + len(want)
     out.extend(src[cursor:])
     return "".join(out)
+
+
+def _anchor_problem(hunk: Hunk, start: int, old_len: int, src_len: int) -> str:
+    """git's rule: a hunk with less leading than trailing context must sit at the start of
+    the file, one with less trailing than leading context at its end."""
+    tags = [line[0] for line in hunk.lines]
+    changed = [i for i, t in enumerate(tags) if t != " "]
+    if not changed:
+        return ""
+    leading, trailing = changed[0], len(tags) - 1 - changed[-1]
+    if leading < trailing and start != 0:
+        return "it has less leading context than trailing, so it must start the file"
+    if trailing < leading and start + old_len != src_len:
+        return "it has less trailing context than leading, so it must end the file"
+    return ""
 
 
 def _first_mismatch(want: list[str], have: list[str], start: int) -> str:

@@ -12,7 +12,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from upstream_sync import SyncError
+from upstream_sync import progress, SyncError
 from upstream_sync.lock import Release
 
 CACHE_ENV = "SGLANG_RDNA4_CACHE"
@@ -43,14 +43,35 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def platform_args(wheel: str) -> list[str]:
+    """pip download flags that fetch exactly this wheel file, whatever this interpreter is.
+
+    Later sglang releases ship per-platform wheels (e.g. cp311-cp311-manylinux_2_34_x86_64);
+    without these flags a Python 3.12 machine would get another file than the lock pins.
+    """
+    parts = wheel[: -len(".whl")].split("-") if wheel.endswith(".whl") else []
+    if len(parts) < 5:
+        return []
+    py, abi, plat = parts[-3], parts[-2], parts[-1]
+    if abi == "none" and plat == "any":
+        return []
+    args = []
+    if py.startswith("cp") and py[2:].isdigit():
+        args += ["--implementation", "cp", "--python-version", f"{py[2]}.{py[3:]}"]
+    args += ["--abi", abi]
+    for tag in plat.split("."):
+        args += ["--platform", tag]
+    return args
+
+
 def _pip_download(release: Release, dest: Path) -> None:
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-           "--disable-pip-version-check", "-d", str(dest),
+           "--disable-pip-version-check", "-d", str(dest), *platform_args(release.wheel),
            f"{release.distribution}=={release.version}"]
     links = os.environ.get(FIND_LINKS_ENV)
     if links:
         cmd[4:4] = ["--no-index", "--find-links", links]
-    print(f"[sync] downloading {release.distribution}=={release.version} with pip ...", flush=True)
+    progress(f"[sync] downloading {release.distribution}=={release.version} with pip ...", flush=True)
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SyncError(
@@ -77,7 +98,7 @@ def fetch(release: Release) -> Path:
                     f"check upstream.lock's wheel name for {release.version}"
                 )
             got.replace(target)
-        print(f"[sync] cached {target}", flush=True)
+        progress(f"[sync] cached {target}", flush=True)
     actual = sha256_file(target)
     if actual != release.sha256:
         raise SyncError(
@@ -105,3 +126,23 @@ def read_package(wheel: Path, package: str) -> dict[str, Member]:
     if not out:
         raise SyncError(f"{wheel}: holds no '{prefix}' folder; check upstream.lock's package name")
     return out
+
+
+def fetch_release(distribution: str, version: str) -> Release:
+    """A release not yet pinned: download (or reuse the cached) wheel and record its sha256."""
+    wheels = cache_dir() / "wheels"
+    prefix = f"{distribution.replace('-', '_')}-{version}-"
+    cached = sorted(wheels.glob(f"{prefix}*.whl")) if wheels.exists() else []
+    if not cached:
+        wheels.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=wheels) as tmp:
+            probe = Release(distribution, version, wheel="", sha256="")
+            _pip_download(probe, Path(tmp))
+            got = sorted(Path(tmp).glob("*.whl"))
+            if len(got) != 1:
+                raise SyncError(f"pip download of {distribution}=={version} gave {len(got)} wheels, expected 1")
+            target = wheels / got[0].name
+            got[0].replace(target)
+            cached = [target]
+    wheel = cached[0]
+    return Release(distribution, version, wheel=wheel.name, sha256=sha256_file(wheel))
