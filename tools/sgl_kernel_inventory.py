@@ -348,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--write", action="store_true", help="update the table in sgl-kernel-rocm/README.md")
     ap.add_argument("--check", action="store_true", help="exit 1 if README's table differs from a fresh scan")
     args = ap.parse_args(argv)
-    if not TREE.is_dir():
+    if not (TREE / "srt" / "layers" / "layernorm.py").is_file():
         print(f"error: {TREE} not found; materialize the upstream tree first", file=sys.stderr)
         return 2
     tbl = table(scan())

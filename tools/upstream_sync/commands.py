@@ -82,6 +82,7 @@ def verify(repo: Repo, import_smoke: bool = True) -> int:
         modules = sorted({_module_name(repo.lock.package, rel) for rel in touched if rel.endswith(".py")})
         problems += _import_smoke(repo, modules)
         imported = len(modules)
+        problems += _inventory_check(repo)
 
     if problems:
         print(f"verify: FAILED ({len(problems)} problem(s))")
@@ -175,6 +176,24 @@ def _import_smoke(repo: Repo, modules: list[str]) -> list[str]:
         return [f"import smoke crashed (exit {proc.returncode}): {proc.stderr.strip()[-1500:]}"]
     failures = json.loads(lines[-1])
     return [f"{name}: does not import on CPU: {msg}" for name, msg in sorted(failures.items())]
+
+
+INVENTORY_TOOL = "tools/sgl_kernel_inventory.py"
+
+
+def _inventory_check(repo: Repo) -> list[str]:
+    """The sgl_kernel inventory must still list every symbol the tree imports."""
+    tool = repo.root / INVENTORY_TOOL
+    if not tool.is_file():
+        return []
+    progress("[sync] sgl_kernel inventory: checking it still covers the tree ...")
+    proc = subprocess.run([sys.executable, str(tool), "--check"], capture_output=True, text=True,
+                          cwd=repo.root)
+    if proc.returncode == 0:
+        return []
+    detail = (proc.stdout + proc.stderr).strip()[-1500:]
+    return [f"{INVENTORY_TOOL} --check failed: the sgl_kernel inventory no longer matches the tree "
+            f"(update sgl-kernel-rocm and run '{INVENTORY_TOOL} --write'):\n{detail}"]
 
 
 # --- status ---------------------------------------------------------------------------
