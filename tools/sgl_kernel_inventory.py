@@ -39,43 +39,29 @@ START, END = "<!-- inventory:start -->", "<!-- inventory:end -->"
 # used by CUDA/XPU/NPU paths, tests or benchmarks. Symbols not listed get a note derived
 # from their guards (e.g. CUDA-only) or "UNCLASSIFIED", which the test suite rejects.
 REACH: dict[str, str] = {
-    "sgl_kernel.silu_and_mul": "start-up (SiluAndMul, per token)",
-    "sgl_kernel.gelu_and_mul": "per feature: GELU MLPs (Gemma), per token",
+    "sgl_kernel.silu_and_mul": "start-up (SiluAndMul and the Triton MoE runner, per token)",
+    "sgl_kernel.gelu_and_mul": "per feature: GELU MLPs / MoE experts, per token",
     "sgl_kernel.gelu_tanh_and_mul": "per feature: GELU-tanh MLPs (Gemma), per token",
     "sgl_kernel.gelu_quick": "per feature: QuickGELU (vision towers)",
-    "sgl_kernel.rmsnorm": "start-up (RMSNorm, per token)",
-    "sgl_kernel.fused_add_rmsnorm": "start-up (RMSNorm with residual, per token)",
-    "sgl_kernel.gemma_rmsnorm": "per feature: Gemma RMSNorm, per token",
-    "sgl_kernel.gemma_fused_add_rmsnorm": "per feature: Gemma RMSNorm, per token",
+    "sgl_kernel.rmsnorm": "start-up on RDNA4 via our layernorm.py dispatch (per token)",
+    "sgl_kernel.fused_add_rmsnorm": "start-up on RDNA4 via our layernorm.py dispatch (per token)",
+    "sgl_kernel.gemma_rmsnorm": "per feature on RDNA4 (Gemma norms) via our layernorm.py dispatch",
+    "sgl_kernel.gemma_fused_add_rmsnorm": "per feature on RDNA4 (Gemma norms) via our layernorm.py dispatch",
     "sgl_kernel.rotary_embedding": "start-up (RoPE fallback kernel on HIP, per token)",
     "sgl_kernel.topk_softmax": "per feature: MoE softmax routing, per token",
     "sgl_kernel.topk_sigmoid": "per feature: MoE sigmoid routing, per token",
-    "sgl_kernel.moe_align_block_size": "per feature: Triton fused MoE, per token",
-    "sgl_kernel.moe_sum": "per feature: Triton fused MoE on HIP (sum of top-k outputs)",
-    "sgl_kernel.moe_sum_reduce": "per feature: Triton fused MoE (routed scaling)",
-    "sgl_kernel.top_k_renorm_prob": "per feature: min-p sampling / speculative sampling",
-    "sgl_kernel.top_p_renorm_prob": "per feature: min-p sampling / speculative sampling",
-    "sgl_kernel.awq_dequantize": "per feature: AWQ checkpoints (dequant + matmul path)",
+    "sgl_kernel.moe_align_block_size": "per feature: Triton fused MoE (and LoRA MoE), per token",
     "sgl_kernel.apply_token_bitmask_inplace_cuda": "per feature: structured output (xgrammar) on HIP",
-    "sgl_kernel.weak_ref_tensor": "per feature: piecewise CUDA graphs",
-    "sgl_kernel.merge_state_v2": "import at start-up (merge_state.py); called only on CUDA",
-    "sgl_kernel.scalar_type.scalar_types": "start-up import (quantization utils); used by marlin/GPTQ",
-    "sgl_kernel.scalar_type.ScalarType": "start-up import (quantization utils); used by marlin/GPTQ",
+    "sgl_kernel.weak_ref_tensor": "start-up import; used by piecewise CUDA graphs, which HIP disables",
+    "sgl_kernel.merge_state_v2": "import at start-up (merge_state.py, flashattention_backend.py); called on CUDA only",
+    "sgl_kernel.scalar_type.scalar_types": "per feature: marlin/GPTQ helpers (imported inside functions)",
+    "sgl_kernel.scalar_type.ScalarType": "per feature: marlin/GPTQ helpers (imported inside functions)",
     "sgl_kernel.causal_conv1d_fwd": "probed at import (mamba causal_conv1d); Triton used when absent",
     "sgl_kernel.causal_conv1d_update": "probed at import (mamba causal_conv1d); Triton used when absent",
-    "sgl_kernel.bmm_fp8": "per feature: FP8 MLA models",
-    "sgl_kernel.concat_mla_k": "per feature: MLA models (DeepSeek MHA prefill)",
-    "sgl_kernel.concat_mla_absorb_q": "per feature: MLA models",
-    "sgl_kernel.int8_scaled_mm": "per feature: W8A8 INT8 checkpoints",
-    "sgl_kernel.gptq_gemm": "per feature: GPTQ (exllama kernel path)",
-    "sgl_kernel.gptq_shuffle": "per feature: GPTQ (exllama kernel path)",
-    "sgl_kernel.qserve_w4a8_per_chn_gemm": "per feature: QoQ checkpoints",
-    "sgl_kernel.qserve_w4a8_per_group_gemm": "per feature: QoQ checkpoints",
-    "sgl_kernel.build_tree_kernel_efficient": "per feature: speculative decoding",
-    "sgl_kernel.segment_packbits": "per feature: speculative decoding",
-    "sgl_kernel.tree_speculative_sampling_target_only": "per feature: speculative decoding",
-    "sgl_kernel.verify_tree_greedy": "per feature: speculative decoding",
-    "sgl_kernel.fast_topk": "per feature: speculative decoding",
+    "sgl_kernel.build_tree_kernel_efficient": "per feature: EAGLE speculative decoding",
+    "sgl_kernel.fast_topk": "per feature: EAGLE speculative decoding (draft top-k)",
+    "sgl_kernel.verify_tree_greedy": "per feature: EAGLE / n-gram speculative decoding (greedy verify)",
+    "sgl_kernel.concat_mla_absorb_q": "per feature: MLA models (attention utils import)",
     "sgl_kernel.speculative.reconstruct_indices_from_tree_mask": "per feature: n-gram speculative decoding",
     "sgl_kernel.flash_attn.flash_attn_varlen_func": "per feature: fa3 / dual-chunk / NSA attention backends",
     "sgl_kernel.flash_attn.flash_attn_with_kvcache": "per feature: fa3 / dual-chunk / NSA attention backends",
@@ -90,22 +76,21 @@ REACH: dict[str, str] = {
     "sgl_kernel.fast_topk_transform_ragged_fused": "per feature: NSA attention",
     "sgl_kernel.cutlass_mla_decode": "per feature: cutlass_mla backend (NVIDIA)",
     "sgl_kernel.cutlass_mla_get_workspace_size": "per feature: cutlass_mla backend (NVIDIA)",
-    "sgl_kernel.dsv3_router_gemm": "per feature: DeepSeek-V3 / GLM-4 MoE-lite",
-    "sgl_kernel.dsv3_fused_a_gemm": "per feature: DeepSeek-V3",
     "sgl_kernel.elementwise.copy_to_gpu_no_ce": "per feature: DeepGEMM MoE runner (NVIDIA)",
     "sgl_kernel.spatial": "per feature: --enable-pdmux (NVIDIA green contexts)",
+    "sgl_kernel.dsv3_router_gemm": "per feature: DeepSeek-V3 / GLM-4 MoE-lite",
+    "sgl_kernel.dsv3_fused_a_gemm": "per feature: DeepSeek-V3",
+    "sgl_kernel.es_sm100_mxfp8_blockscaled_grouped_quant": "never (NVIDIA sm100 MXFP8 MoE)",
     "module sgl_kernel.allreduce": "start-up probe (custom all-reduce); absent => RCCL all-reduce",
     "sgl_kernel.kimi_k2_moe_fused_gate": "CUDA-only probe; absent => generic path",
     "sgl_kernel.sgl_per_token_group_quant_8bit": "CUDA-only probe; absent => JIT/Triton quantizer",
-    "sgl_kernel.quantization.ggml_dequantize": "never (GGUF kernels imported on CUDA/MUSA only)",
     "sgl_kernel.transfer_kv_all_layer": "never (jit_kernel benchmark)",
     "sgl_kernel.transfer_kv_per_layer": "never (jit_kernel benchmark)",
-    "torch.ops.sgl_kernel.fused_gdn_gating_cpu": "CPU hybrid models (start-up on CPU)",
+    "torch.ops.sgl_kernel.fused_gdn_gating_cpu": "CPU hybrid models (prefill on CPU)",
     "torch.ops.sgl_kernel.fused_sigmoid_gating_delta_rule_update_cpu": "CPU hybrid models (decode on CPU)",
-    "torch.ops.sgl_kernel.fused_rmsnorm_gated_cpu": "CPU hybrid models (start-up on CPU)",
+    "torch.ops.sgl_kernel.fused_rmsnorm_gated_cpu": "CPU hybrid models (every step on CPU)",
     "torch.ops.sgl_kernel.causal_conv1d_update": "probed at import; not registered => Triton conv",
     "torch.ops.sgl_kernel.rotary_embedding": "never (XPU path)",
-    "sgl_kernel.es_sm100_mxfp8_blockscaled_grouped_quant": "never (NVIDIA sm100 MXFP8 MoE)",
     "torch.ops.sgl_kernel.init_cpu_threads_env": "never on HIP; CPU only with Intel AMX or on arm64 hosts",
     "torch.ops.sgl_kernel.initialize": "never on HIP; CPU only with Intel AMX or on arm64 hosts",
     "torch.ops.sgl_kernel.shm_allreduce": "never on HIP; CPU TP>1 with Intel AMX or on arm64 hosts",
@@ -114,8 +99,7 @@ REACH: dict[str, str] = {
 }
 _PREFIX_REACH = [
     ("sgl_kernel.kvcacheio.", "start-up import (memory_pool_host); called with --enable-hierarchical-cache"),
-    ("sgl_kernel.mamba.", "CPU hybrid models (start-up on CPU); GPU uses Triton"),
-    ("sgl_kernel.quantization.", "never (GGUF kernels imported on CUDA/MUSA only)"),
+    ("sgl_kernel.mamba.", "CPU hybrid models (every step on CPU); GPUs use upstream's Triton kernels"),
     ("sgl_kernel.test_utils.", "never (upstream jit_kernel tests)"),
     ("sgl_kernel.testing.", "never (upstream jit_kernel tests)"),
 ]
@@ -220,27 +204,28 @@ _NOT_RUNTIME = ("sglang/jit_kernel/", "sglang/test/", "sglang/multimodal_gen/", 
 
 
 def _guard_says_not_hip(site: Site) -> bool:
-    text = " ".join(site.guards).lower()
-    if not text:
-        return False
-    positive = [g for g in site.guards if g.startswith("if ")]
-    if any("hip" in g.lower() for g in positive):
-        return False
-    return any(("cuda" in g.lower() or "npu" in g.lower() or "xpu" in g.lower() or "musa" in g.lower())
-               for g in positive)
+    """True when an enclosing `if` plainly requires a non-HIP platform (e.g. `if _is_cuda`).
+    Negated or HIP-mentioning conditions are not judged (the site may be reached)."""
+    positive = [g[3:].lower() for g in site.guards if g.startswith("if ")]
+    for cond in positive:
+        if "hip" in cond or re.search(r"\bnot\b", cond):
+            continue
+        if re.search(r"cuda|xpu|npu|musa", cond):
+            return True
+    return False
 
 
 def reach(key: str, sites: list[Site]) -> str:
+    runtime = [s for s in sites if not any(p in s.file for p in _NOT_RUNTIME)]
+    if not runtime:
+        return "never (tests, benchmarks or the diffusion runtime)"
+    if not key.startswith("torch.ops.") and all(_guard_says_not_hip(s) for s in runtime):
+        return "never (imported under CUDA/XPU/MUSA-only guards)"
     if key in REACH:
         return REACH[key]
     for prefix, note in _PREFIX_REACH:
         if key.startswith(prefix):
             return note
-    runtime = [s for s in sites if not any(p in s.file for p in _NOT_RUNTIME)]
-    if not runtime:
-        return "never (tests, benchmarks or the diffusion runtime)"
-    if all(_guard_says_not_hip(s) for s in runtime):
-        return "never (CUDA/XPU/NPU-only guard)"
     if key.startswith("torch.ops.sgl_kernel.") and key.endswith(("_cpu", "_with_quant", "_fused_weight")) or key in (
         "torch.ops.sgl_kernel.convert_weight_packed", "torch.ops.sgl_kernel.weight_packed_linear",
         "torch.ops.sgl_kernel.shm_allreduce", "torch.ops.sgl_kernel.shm_allgather",
@@ -260,7 +245,7 @@ _BACKENDS = {
     "sgl_kernel.rotary": "Triton (GPU) / torch",
     "sgl_kernel.moe": "Triton (GPU) / torch",
     "sgl_kernel.awq": "Triton (GPU) / torch",
-    "sgl_kernel.sampling": "torch (sort based, any device)",
+    "sgl_kernel.sampling": "torch (any device)",
     "sgl_kernel.kvcacheio": "torch index copies",
     "sgl_kernel.mamba": "torch (CPU)",
     "sgl_kernel.misc": "torch",
