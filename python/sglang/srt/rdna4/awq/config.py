@@ -1,0 +1,103 @@
+"""Block configurations for the AWQ kernels, per platform.
+
+RDNA4 (gfx12, wave32, 64 KB LDS per workgroup, 64 CUs) and NVIDIA (used to test the same
+kernels on the H100 machine) get separate tables; the CPU interpreter gets tiny blocks so
+tests stay fast. Values for NVIDIA come from the sweep in benchmarks/awq/bench_awq.py.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class GemvConfig:
+    block_n8: int  # packed int32 columns per program (8 output columns each)
+    block_k: int  # rows per inner step (capped so a step never straddles a group)
+    num_warps: int
+    waves: int  # aim for waves * compute units programs (split-K fills the rest)
+    min_chunks: int = 2  # at least this many K-steps per split
+    acc2d: bool = False  # M=1: reduce over K once per split instead of once per K-step
+    num_stages: int = 3  # software pipelining depth of the K loop
+    atomic_reduce: bool = False  # split-K by FP32 atomics (see common.split_k_epilogue)
+
+
+@dataclass(frozen=True)
+class GemmConfig:
+    block_m: int
+    block_n8: int
+    block_k: int
+    num_warps: int
+    num_stages: int
+    waves: int
+    min_chunks: int = 2
+    atomic_reduce: bool = False  # split-K by FP32 atomics (see common.split_k_epilogue)
+
+
+@dataclass(frozen=True)
+class PlatformConfigs:
+    name: str
+    gemv: GemvConfig
+    gemm_small: GemmConfig  # M <= 16
+    gemm_large: GemmConfig  # M > 16
+    compute_units: int
+
+
+# NVIDIA: the winners of the H100 sweep (benchmarks/awq/results_h100.json, "sweep"): the
+# GEMV in one-warp programs over [32 rows x 256 columns] steps, ~8 programs per SM; the
+# GEMM in 16-row tiles, 3-stage pipelined K loop, ~2 programs per SM.
+_NVIDIA = dict(
+    gemv=GemvConfig(block_n8=32, block_k=32, num_warps=1, waves=8, num_stages=1),
+    gemm_small=GemmConfig(block_m=16, block_n8=32, block_k=64, num_warps=4, num_stages=3, waves=2),
+    gemm_large=GemmConfig(block_m=16, block_n8=32, block_k=64, num_warps=4, num_stages=3, waves=2),
+)
+# RDNA4 (not measured yet): the same tiles. A one-warp program is one wave32 there; the
+# GEMM tile needs (16x64 + 64x256) * 2 B per stage, 36 KB for 2 stages, inside 64 KB LDS.
+_RDNA4 = dict(
+    gemv=GemvConfig(block_n8=32, block_k=32, num_warps=1, waves=8, num_stages=1),
+    gemm_small=GemmConfig(block_m=16, block_n8=32, block_k=64, num_warps=4, num_stages=2, waves=2),
+    gemm_large=GemmConfig(block_m=16, block_n8=32, block_k=64, num_warps=4, num_stages=2, waves=2),
+)
+_CPU = dict(
+    gemv=GemvConfig(block_n8=4, block_k=16, num_warps=1, waves=1, min_chunks=1),
+    gemm_small=GemmConfig(block_m=16, block_n8=16, block_k=16, num_warps=1, num_stages=1, waves=1, min_chunks=1),
+    gemm_large=GemmConfig(block_m=16, block_n8=16, block_k=16, num_warps=1, num_stages=1, waves=1, min_chunks=1),
+)
+
+
+@functools.lru_cache(maxsize=None)
+def platform_configs(device_type: str, device_index: int = 0) -> PlatformConfigs:
+    if device_type != "cuda":
+        return PlatformConfigs(name="cpu-interpreter", compute_units=4, **_CPU)
+    props = torch.cuda.get_device_properties(device_index)
+    cus = int(props.multi_processor_count)
+    if getattr(torch.version, "hip", None) is not None:
+        return PlatformConfigs(name=f"rocm:{props.gcnArchName}", compute_units=cus, **_RDNA4)
+    return PlatformConfigs(name=f"cuda:{props.name}", compute_units=cus, **_NVIDIA)
+
+
+def configs_for(t: torch.Tensor) -> PlatformConfigs:
+    idx = t.device.index if t.device.index is not None else 0
+    return platform_configs(t.device.type, idx)
+
+
+def pow2_block_k(group_size: int, cap: int, floor: int = 16) -> int:
+    """Largest power of two dividing group_size, clamped to [floor, cap].
+
+    Steps never cross a group boundary whatever this returns (the kernels mask at the
+    group end); a step that divides G just wastes no lanes.
+    """
+    b = group_size & -group_size
+    return max(floor, min(cap, b))
+
+
+def split_plan(num_chunks: int, programs: int, target: int, min_chunks: int) -> tuple[int, int]:
+    """(split_k, chunks_per_split) so programs * split_k ~ target with no empty split."""
+    want = max(1, -(-target // max(programs, 1)))
+    most = max(1, num_chunks // max(min_chunks, 1))
+    split = max(1, min(want, most, num_chunks))
+    per = -(-num_chunks // split)
+    return -(-num_chunks // per), per

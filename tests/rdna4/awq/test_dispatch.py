@@ -1,0 +1,134 @@
+"""AWQ dispatch: path choice by M, load-time preparation, logging once, loud slow paths."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+from sglang.srt.rdna4.awq import dispatch
+from sglang.srt.rdna4.awq.packer import random_awq
+from sglang.srt.rdna4.awq.reference import awq_linear_ref, rel_rms_error
+
+TOL = 1e-2
+
+
+@pytest.fixture(autouse=True)
+def _fresh_logs(monkeypatch):
+    monkeypatch.setattr(dispatch, "_LOGGED_SHAPES", set())
+    monkeypatch.setattr(dispatch, "_WARNED", set())
+    for var in ("SGLANG_RDNA4_AWQ_GEMV_MAX_M", "SGLANG_RDNA4_AWQ_GEMM_MAX_M", dispatch.GEMV_IMPL_ENV):
+        monkeypatch.delenv(var, raising=False)
+
+
+def test_kernel_choice_by_m_and_layer_size():
+    cuda = torch.device("cuda")
+    path = lambda m, k, n, dt=torch.float16: dispatch.kernel_for(m, dt, cuda, None, k, n)  # noqa: E731
+    assert path(1, 4096, 4096, torch.bfloat16) == "gemv"
+    assert path(4, 4096, 4096) == "gemm"
+    assert path(8, 4096, 4096) == "dequant_matmul"  # small layer: dequant + matmul wins at 8
+    assert path(8, 5120, 5120) == "gemm"
+    assert path(16, 5120, 5120) == "dequant_matmul"
+    assert path(32, 5120, 13824, torch.bfloat16) == "gemm"  # big layer: GEMM up to 32
+    assert path(33, 5120, 13824) == "dequant_matmul"
+
+
+def test_env_overrides_thresholds(monkeypatch):
+    monkeypatch.setenv("SGLANG_RDNA4_AWQ_GEMV_MAX_M", "4")
+    monkeypatch.setenv("SGLANG_RDNA4_AWQ_GEMM_MAX_M", "64")
+    cuda = torch.device("cuda")
+    assert dispatch.kernel_for(4, torch.float16, cuda, None, 4096, 4096) == "gemv"
+    assert dispatch.kernel_for(64, torch.bfloat16, cuda, None, 4096, 4096) == "gemm"
+    assert dispatch.kernel_for(65, torch.bfloat16, cuda, None, 8192, 28672) == "dequant_matmul"
+
+
+def test_dequantizer_choice(monkeypatch):
+    monkeypatch.setattr(dispatch, "_DEQUANTIZER", {})
+    monkeypatch.setenv(dispatch.DEQUANT_ENV, "ours")
+    assert dispatch.dequantizer()[0] == "ours"
+    monkeypatch.setenv(dispatch.DEQUANT_ENV, "bogus")
+    with pytest.raises(ValueError, match=dispatch.DEQUANT_ENV):
+        dispatch.dequantizer()
+
+
+def test_cpu_without_interpreter_is_the_torch_path(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    assert dispatch.kernel_for(1, torch.float16, torch.device("cpu")) == "torch"
+
+
+def test_bad_env_is_loud(monkeypatch):
+    monkeypatch.setenv("SGLANG_RDNA4_AWQ_GEMV_MAX_M", "four")
+    with pytest.raises(ValueError, match="SGLANG_RDNA4_AWQ_GEMV_MAX_M"):
+        dispatch.AWQThresholds.from_env()
+    monkeypatch.delenv("SGLANG_RDNA4_AWQ_GEMV_MAX_M")
+    monkeypatch.setenv(dispatch.GEMV_IMPL_ENV, "cuda")
+    with pytest.raises(ValueError, match=dispatch.GEMV_IMPL_ENV):
+        dispatch.gemv_impl()
+
+
+def test_hip_gemv_requested_but_missing_is_loud(monkeypatch):
+    monkeypatch.setenv(dispatch.GEMV_IMPL_ENV, "hip")
+    monkeypatch.setattr(dispatch, "hip_gemv_op", lambda: None)
+    with pytest.raises(RuntimeError, match="sgl_kernel_rocm"):
+        dispatch.gemv_impl()
+
+
+def test_prepare_casts_scales_and_logs_once(caplog):
+    p = random_awq(64, 32, 32, torch.float16)
+    with caplog.at_level(logging.INFO, logger=dispatch.logger.name):
+        qw, s, qz = dispatch.prepare_awq_weights(p.qweight, p.scales, p.qzeros, torch.bfloat16)
+        dispatch.prepare_awq_weights(p.qweight, p.scales, p.qzeros, torch.bfloat16)
+    assert s.dtype == torch.bfloat16 and qw is p.qweight and qz is p.qzeros
+    plans = [r for r in caplog.records if "AWQ layer K=64 N=32 G=32" in r.getMessage()]
+    assert len(plans) == 1
+    assert "M<=1 -> gemv" in plans[0].getMessage()
+
+
+def test_slow_path_warns_once(monkeypatch, caplog):
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    p = random_awq(64, 32, 32, torch.float16)
+    x = torch.randn(2, 64).to(torch.float16)
+    with caplog.at_level(logging.WARNING, logger=dispatch.logger.name):
+        dispatch.prepare_awq_weights(p.qweight, p.scales, p.qzeros, torch.float16)
+        y1 = dispatch.awq_linear(x, p.qweight, p.scales, p.qzeros)
+        dispatch.awq_linear(x, p.qweight, p.scales, p.qzeros)
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("slow torch" in r.getMessage() for r in warnings)
+    assert len([r for r in warnings if "slow torch dequantize+matmul path (" in r.getMessage()]) == 1
+    assert rel_rms_error(y1, awq_linear_ref(x, p.qweight, p.scales, p.qzeros)) <= TOL
+
+
+def test_scale_dtype_mismatch_warns(caplog):
+    p = random_awq(64, 32, 32, torch.float16)
+    x = torch.randn(1, 64).to(torch.bfloat16)
+    with caplog.at_level(logging.WARNING, logger=dispatch.logger.name):
+        y = dispatch.awq_linear(x, p.qweight, p.scales, p.qzeros)
+    assert any("scales are torch.float16 but activations torch.bfloat16" in r.getMessage() for r in caplog.records)
+    assert rel_rms_error(y, awq_linear_ref(x, p.qweight, p.scales, p.qzeros)) <= TOL
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("m,dequant", [(1, "auto"), (3, "auto"), (20, "auto"), (40, "ours"), (40, "auto")])
+def test_awq_linear_every_path(monkeypatch, dtype, m, dequant):
+    # Small thresholds so the interpreter walks gemv (1, 3), gemm (20) and dequant (40),
+    # the latter with our dequantizer and (auto) upstream's when the tree is there.
+    monkeypatch.setenv("SGLANG_RDNA4_AWQ_GEMV_MAX_M", "4")
+    monkeypatch.setenv("SGLANG_RDNA4_AWQ_GEMM_MAX_M", "32")
+    monkeypatch.setenv(dispatch.DEQUANT_ENV, dequant)
+    p = random_awq(64, 128, 32, dtype, seed=m)
+    x = torch.randn(1, m, 64).to(dtype)
+    bias = torch.randn(128).to(dtype)
+    y = dispatch.awq_linear(x, p.qweight, p.scales, p.qzeros, bias=bias)
+    assert y.shape == (1, m, 128) and y.dtype == dtype
+    assert rel_rms_error(y, awq_linear_ref(x, p.qweight, p.scales, p.qzeros, bias)) <= TOL
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("m", [1, 2, 4, 8, 16, 32, 33, 64, 512])
+def test_awq_linear_gpu(dtype, m):
+    p = random_awq(5120, 13824, 128, dtype, device="cuda")
+    x = torch.randn(m, 5120, device="cuda").to(dtype)
+    y = dispatch.awq_linear(x, p.qweight, p.scales, p.qzeros)
+    assert rel_rms_error(y, awq_linear_ref(x, p.qweight, p.scales, p.qzeros)) <= TOL

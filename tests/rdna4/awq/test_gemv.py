@@ -1,0 +1,115 @@
+"""Triton AWQ GEMV vs the float64 reference (CPU: interpreter at small shapes; GPU: real shapes)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sglang.srt.rdna4.awq.config import GemvConfig
+from sglang.srt.rdna4.awq.gemv import awq_gemv
+from sglang.srt.rdna4.awq.packer import random_awq
+from sglang.srt.rdna4.awq.reference import awq_linear_ref, rel_rms_error
+
+TOL = 1e-2
+DTYPES = [torch.float16, torch.bfloat16]
+# Tiny blocks on CPU so several column tiles, K-steps and splits are exercised.
+CPU_CFG = GemvConfig(block_n8=4, block_k=16, num_warps=1, waves=1, min_chunks=1)
+
+
+def _case(k, n, g, m, dtype, device="cpu", seed=0):
+    p = random_awq(k, n, g, dtype, device=device, seed=seed)
+    x = torch.randn(m, k, generator=torch.Generator().manual_seed(seed + 7)).to(dtype).to(device)
+    return p, x
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(
+    "k,n,g",
+    [
+        (128, 64, 32),  # G=32 smaller than the GPU BLOCK_K (the reference's G=32 bug)
+        (128, 64, 64),
+        (256, 40, 128),  # N/8 = 5: a ragged last column tile
+        (80, 24, -1),  # per-column group, K not a power of two
+        (96, 136, 32),  # N/8 = 17
+    ],
+)
+@pytest.mark.parametrize("split_k", [1, 3])
+def test_gemv_m1(dtype, k, n, g, split_k):
+    p, x = _case(k, n, g, 1, dtype)
+    y = awq_gemv(x, p.qweight, p.scales, p.qzeros, config=CPU_CFG, split_k=split_k)
+    assert y.dtype == dtype and y.shape == (1, n)
+    assert rel_rms_error(y, awq_linear_ref(x, p.qweight, p.scales, p.qzeros)) <= TOL
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m,block_m", [(2, 2), (3, 4), (5, 8), (7, 2)])
+def test_gemv_small_m(dtype, m, block_m):
+    p, x = _case(64, 48, 32, m, dtype, seed=m)
+    y = awq_gemv(x, p.qweight, p.scales, p.qzeros, block_m=block_m, config=CPU_CFG, split_k=2)
+    assert rel_rms_error(y, awq_linear_ref(x, p.qweight, p.scales, p.qzeros)) <= TOL
+
+
+def test_gemv_default_config_and_repeat_calls():
+    # The split-K counters reset themselves: a second call must give the same answer.
+    p, x = _case(128, 64, 32, 1, torch.float16)
+    y1 = awq_gemv(x, p.qweight, p.scales, p.qzeros, config=CPU_CFG, split_k=4)
+    y2 = awq_gemv(x, p.qweight, p.scales, p.qzeros, config=CPU_CFG, split_k=4)
+    assert torch.equal(y1, y2)
+    y3 = awq_gemv(x, p.qweight, p.scales, p.qzeros)  # platform default for the device
+    assert rel_rms_error(y3, awq_linear_ref(x, p.qweight, p.scales, p.qzeros)) <= TOL
+
+
+def test_gemv_fp16_scales_with_bf16_activations():
+    # The dtype mismatch that silently disabled the reference's fast path: still correct.
+    p, x = _case(64, 32, 32, 1, torch.float16)
+    xb = x.to(torch.bfloat16)
+    y = awq_gemv(xb, p.qweight, p.scales, p.qzeros, config=CPU_CFG)
+    assert y.dtype == torch.bfloat16
+    assert rel_rms_error(y, awq_linear_ref(xb, p.qweight, p.scales, p.qzeros)) <= TOL
+
+
+def test_gemv_rejects_bad_shapes():
+    p, x = _case(64, 32, 32, 1, torch.float16)
+    with pytest.raises(ValueError, match="qweight"):
+        awq_gemv(x[:, :32], p.qweight, p.scales, p.qzeros)
+    with pytest.raises(ValueError, match="qzeros"):
+        awq_gemv(x, p.qweight, p.scales, p.qzeros[:1])
+    with pytest.raises(TypeError, match="int32"):
+        awq_gemv(x, p.qweight.to(torch.int64), p.scales, p.qzeros)
+    with pytest.raises(ValueError, match="block_m"):
+        awq_gemv(x, p.qweight, p.scales, p.qzeros, block_m=3)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(
+    "k,n,g",
+    [(4096, 4096, 128), (5120, 13824, 128), (13824, 5120, 128), (5120, 5128, 32), (4096, 4096, -1),
+     (2816, 2048, 64), (5120, 27648, 128)],
+)
+@pytest.mark.parametrize("m", [1, 3, 8])
+def test_gemv_gpu_real_shapes(dtype, k, n, g, m):
+    p, x = _case(k, n, g, m, dtype, device="cuda")
+    bm = 1 if m == 1 else 4
+    y = awq_gemv(x, p.qweight, p.scales, p.qzeros, block_m=bm)
+    assert rel_rms_error(y, awq_linear_ref(x, p.qweight, p.scales, p.qzeros)) <= TOL
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("k,n,g", [(128, 64, 32), (80, 24, -1), (256, 40, 128)])
+def test_gemv_acc2d_variant(dtype, k, n, g):
+    cfg = GemvConfig(block_n8=4, block_k=16, num_warps=1, waves=1, min_chunks=1, acc2d=True)
+    p, x = _case(k, n, g, 1, dtype, seed=5)
+    y = awq_gemv(x, p.qweight, p.scales, p.qzeros, config=cfg, split_k=2)
+    assert rel_rms_error(y, awq_linear_ref(x, p.qweight, p.scales, p.qzeros)) <= TOL
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("k,n,g,m", [(128, 64, 32, 1), (80, 24, -1, 1), (64, 48, 32, 3)])
+def test_gemv_atomic_split_k(dtype, k, n, g, m):
+    cfg = GemvConfig(block_n8=4, block_k=16, num_warps=1, waves=1, min_chunks=1, atomic_reduce=True)
+    p, x = _case(k, n, g, m, dtype, seed=9)
+    ref = awq_linear_ref(x, p.qweight, p.scales, p.qzeros)
+    for _ in range(2):  # the workspace must be left zeroed for the next call
+        y = awq_gemv(x, p.qweight, p.scales, p.qzeros, block_m=4 if m > 1 else 1, config=cfg, split_k=3)
+        assert rel_rms_error(y, ref) <= TOL
