@@ -142,12 +142,10 @@ void launch_for_splits(const at::Tensor& x, const at::Tensor& qweight, const at:
 #undef SGLR_LAUNCH
 }
 
-// Splits: enough to give every block ~16 warps of work but never more than the groups.
-inline int choose_splits(int groups, int blocks, int sms) {
+// Splits: 16 (a 512-thread block with 32 threads per split), fewer when K has fewer groups.
+inline int choose_splits(int groups) {
   int splits = 16;
   while (splits > 1 && splits > groups) splits /= 2;
-  (void)blocks;
-  (void)sms;
   return splits;
 }
 
@@ -183,7 +181,7 @@ at::Tensor awq_gemv(const at::Tensor& x, const at::Tensor& qweight, const at::Te
   // 32 threads per split (one RDNA4 wave32); narrower splits when 32 would leave the
   // GPU with fewer than two blocks per compute unit.
   const bool narrow = (n8 + 31) / 32 * x.size(0) < 2 * sms;
-  const int splits = choose_splits(K / G, 0, sms);
+  const int splits = choose_splits(K / G);
   if (x.scalar_type() == at::kHalf) {
     if (narrow) launch_for_splits<sglr_half, 16>(x, qweight, scales, qzeros, out, K, N, G, splits, stream);
     else launch_for_splits<sglr_half, 32>(x, qweight, scales, qzeros, out, K, N, G, splits, stream);
