@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ SCRIPT = Path(__file__).resolve().parents[3] / "benchmarks" / "attention" / "dee
 def _load():
     spec = importlib.util.spec_from_file_location("deep_model_check", SCRIPT)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
