@@ -152,17 +152,6 @@ def xai_scale(q_pos, XAI_LEN: tl.constexpr):
     return tl.where(q_pos > XAI_LEN, scale, 1.0)
 
 
-def env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{name}={raw!r} must be an integer") from None
-    if value <= 0:
-        raise ValueError(f"{name}={raw!r} must be a positive integer")
-    return value
 
 
 def env_flag(name: str, default: bool) -> bool:

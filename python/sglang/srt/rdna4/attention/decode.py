@@ -31,10 +31,10 @@ from sglang.srt.rdna4.attention._common import (
     pool_descales,
     tanh_f32,
     tl_dtype,
-    env_int,
     xai_scale,
 )
 from sglang.srt.rdna4.attention.reference import attention_core, xai_temperature
+from sglang.srt.rdna4.envs import env_int
 
 KV_SPLITS_ENV = "SGLANG_RDNA4_DECODE_KV_SPLITS"
 RDNA4_DEFAULT_KV_SPLITS = 64

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import torch
 
 from sglang.srt.rdna4.awq.common import check_awq_inputs
+from sglang.srt.rdna4.envs import env_int
 
 logger = logging.getLogger(__name__)
 
@@ -43,16 +44,7 @@ DEQUANT_ENV = "SGLANG_RDNA4_AWQ_DEQUANT"  # auto | ours | upstream
 
 
 def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{name}={raw!r} must be an integer (rows of x)") from None
-    if value < 0:
-        raise ValueError(f"{name}={raw!r} must be >= 0")
-    return value
+    return env_int(name, default, minimum=0)
 
 
 @dataclass(frozen=True)
