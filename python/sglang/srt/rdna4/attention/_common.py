@@ -146,6 +146,29 @@ def mma_pv(p, v, ACT: tl.constexpr, DOT_F32: tl.constexpr, PV_MODE: tl.constexpr
 
 
 @triton.jit
+def mma_pv_acc(acc, p, v, ACT: tl.constexpr, DOT_F32: tl.constexpr, PV_MODE: tl.constexpr):
+    """acc + p @ v as mma_pv computes it, accumulating inside the MMAs.
+
+    Feeding acc to tl.dot keeps no second [BLOCK_M, head_dim] FP32 tile live: at head dim
+    512 that temporary is what the extend kernel's registers cannot afford.
+    """
+    if ACT == tl.float32:
+        return tl.dot(p, v.to(tl.float32), acc, input_precision="ieee")
+    elif PV_MODE == 2 and not DOT_F32:
+        return tl.dot(p, v.to(tl.float32), acc, input_precision="tf32")
+    elif DOT_F32:
+        return acc + mma_pv(p, v, ACT, DOT_F32, PV_MODE)
+    else:
+        v = v.to(ACT)
+        p_hi = p.to(ACT)
+        acc = tl.dot(p_hi, v, acc, out_dtype=tl.float32)
+        if PV_MODE != 0:
+            p_lo = (p - p_hi.to(tl.float32)).to(ACT)
+            acc = tl.dot(p_lo, v, acc, out_dtype=tl.float32)
+        return acc
+
+
+@triton.jit
 def xai_scale(q_pos, XAI_LEN: tl.constexpr):
     # Grok-style length temperature: log2(pos) / log2(L) for positions past L.
     scale = tl.log2(q_pos.to(tl.float32)) / tl.log2(float(XAI_LEN))

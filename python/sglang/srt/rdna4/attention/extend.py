@@ -29,7 +29,7 @@ from sglang.srt.rdna4.attention._common import (
     cuda_capability,
     interpreting,
     mma,
-    mma_pv,
+    mma_pv_acc,
     on_rdna4_tiles,
     pv_mode,
     pool_descales,
@@ -142,7 +142,7 @@ def _extend_fwd(
                 V_buf + loc[:, None] * stride_vbt + kvh * stride_vbh + offs_dv[None, :],
                 mask=mask_n[:, None] & mask_dv[None, :], other=0.0,
             )
-            acc += mma_pv(p, v, ACT, DOT_F32, PV_MODE) * v_descale
+            acc = mma_pv_acc(acc, p * v_descale, v, ACT, DOT_F32, PV_MODE)
 
         # Extend keys: fresh, unquantized K/V of this sequence (never descaled).
         hi = q_len
@@ -176,7 +176,7 @@ def _extend_fwd(
                 V_ext + (q_start + offs_n)[:, None] * stride_vt + kvh * stride_vh + offs_dv[None, :],
                 mask=mask_n[:, None] & mask_dv[None, :], other=0.0,
             )
-            acc += mma_pv(p, v, ACT, DOT_F32, PV_MODE)
+            acc = mma_pv_acc(acc, p, v, ACT, DOT_F32, PV_MODE)
 
         out = acc / tl.where(l_i > 0, l_i, 1.0)[:, None]
         tl.store(
