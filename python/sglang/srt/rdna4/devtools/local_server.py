@@ -51,7 +51,7 @@ class Server:
         ]
         self.env = {**os.environ, **CPU_SERVER_ENV, **(env or {})}
         self.startup_timeout = startup_timeout
-        self.log_path = log_path or (self.model_dir / "server.log")
+        self.log_path = Path(log_path) if log_path else self.model_dir / "server.log"
         self.proc: subprocess.Popen | None = None
 
     def __enter__(self) -> "Server":
