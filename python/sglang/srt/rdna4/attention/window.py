@@ -40,6 +40,13 @@ def _window_lens(seq_lens: torch.Tensor, sliding_window_size: int) -> torch.Tens
     return torch.clamp(seq_lens, max=int(sliding_window_size))
 
 
+def _window_layout(window_kv_indptr, seq_lens, sliding_window_size, bs):
+    """Per-request window lengths, their indptr (written in place) and start offsets."""
+    window_kv_lens = _window_lens(seq_lens[:bs], sliding_window_size)
+    window_kv_indptr[1 : bs + 1] = torch.cumsum(window_kv_lens, dim=0)
+    return window_kv_lens, window_kv_indptr[: bs + 1], seq_lens[:bs] - window_kv_lens
+
+
 def update_sliding_window_buffer(
     window_kv_indptr,
     req_to_token,
@@ -50,10 +57,9 @@ def update_sliding_window_buffer(
     device,
     token_to_kv_pool_allocator=None,
 ):
-    window_kv_lens = _window_lens(seq_lens[:bs], sliding_window_size)
-    window_kv_indptr[1 : bs + 1] = torch.cumsum(window_kv_lens, dim=0)
-    window_kv_indptr = window_kv_indptr[: bs + 1]
-    window_kv_start_idx = seq_lens[:bs] - window_kv_lens
+    window_kv_lens, window_kv_indptr, window_kv_start_idx = _window_layout(
+        window_kv_indptr, seq_lens, sliding_window_size, bs
+    )
     # Eager path: sized exactly, as upstream (one host read of the total length).
     window_kv_indices = torch.empty(int(window_kv_indptr[-1]), dtype=torch.int64, device=device)
     create_kv_indices(
@@ -74,10 +80,9 @@ def update_sliding_window_buffer_cuda_graph(
     bs,
     token_to_kv_pool_allocator=None,
 ):
-    window_kv_lens = _window_lens(seq_lens[:bs], sliding_window_size)
-    window_kv_indptr[1 : bs + 1] = torch.cumsum(window_kv_lens, dim=0)
-    window_kv_indptr = window_kv_indptr[: bs + 1]
-    window_kv_start_idx = seq_lens[:bs] - window_kv_lens
+    window_kv_lens, window_kv_indptr, window_kv_start_idx = _window_layout(
+        window_kv_indptr, seq_lens, sliding_window_size, bs
+    )
     create_kv_indices(
         req_to_token, req_pool_indices, window_kv_lens, window_kv_indptr,
         window_kv_start_idx, window_kv_indices,
