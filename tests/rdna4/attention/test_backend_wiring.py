@@ -125,9 +125,11 @@ def test_sliding_window_decode_end_to_end(tb, monkeypatch):
     md = backend.forward_metadata
     r2t = runner.req_to_token_pool.req_to_token
     assert torch.equal(md.kv_indices, torch.cat([r2t[p, :n].long() for p, n in zip(pools, seq_lens)]))
-    assert md.window_kv_offsets.tolist() == [24, 0, 84]  # kept in decode (upstream dropped it)
+    assert md.window_kv_offsets.tolist() == [23, 0, 83]  # kept in decode (upstream dropped it)
+    # window + 1 keys, as extend sees: the query's own key is already in the cache
+    # (upstream's decode window held one key fewer than its extend window)
     assert torch.equal(md.window_kv_indices,
-                       torch.cat([r2t[p, n - min(n, WINDOW):n].long() for p, n in zip(pools, seq_lens)]))
+                       torch.cat([r2t[p, n - min(n, WINDOW + 1):n].long() for p, n in zip(pools, seq_lens)]))
 
     layer = SimpleNamespace(
         tp_q_head_num=HQ, qk_head_dim=D, v_head_dim=D, logit_capping_method="tanh", logit_cap=0.0,
