@@ -32,6 +32,17 @@ CPU_SERVER_ARGS = [
     "--skip-server-warmup",
 ]
 CPU_SERVER_ENV = {"SGLANG_USE_CPU_ENGINE": "1", "CUDA_VISIBLE_DEVICES": ""}
+# One GPU (ROCm or CUDA) with the RDNA4 paths forced on: the Triton backend and our kernels.
+GPU_SERVER_ARGS = [
+    "--attention-backend", "triton",
+    "--dtype", "float32",
+    "--max-total-tokens", "8192",
+    "--max-running-requests", "8",
+    "--mem-fraction-static", "0.3",
+    "--disable-cuda-graph",
+    "--skip-server-warmup",
+]
+GPU_SERVER_ENV = {"SGLANG_RDNA4": "1"}
 
 
 class Server:
@@ -39,7 +50,7 @@ class Server:
 
     def __init__(self, model_dir: Path, extra_args: list[str] | None = None,
                  env: dict[str, str] | None = None, startup_timeout: float = 300.0,
-                 log_path: Path | None = None):
+                 log_path: Path | None = None, gpu: bool = False):
         self.model_dir = Path(model_dir)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -47,9 +58,9 @@ class Server:
             sys.executable, "-m", "sglang.launch_server",
             "--model-path", str(self.model_dir),
             "--host", "127.0.0.1", "--port", str(self.port),
-            *CPU_SERVER_ARGS, *(extra_args or []),
+            *(GPU_SERVER_ARGS if gpu else CPU_SERVER_ARGS), *(extra_args or []),
         ]
-        self.env = {**os.environ, **CPU_SERVER_ENV, **(env or {})}
+        self.env = {**os.environ, **(GPU_SERVER_ENV if gpu else CPU_SERVER_ENV), **(env or {})}
         self.startup_timeout = startup_timeout
         self.log_path = Path(log_path) if log_path else self.model_dir / "server.log"
         self.proc: subprocess.Popen | None = None
