@@ -1,29 +1,51 @@
 """Qwen3.5 at TP=2 on CPU (two ranks over gloo, bf16): replicating the Gated DeltaNet layers
 (sglang.srt.rdna4.deltanet_tp) keeps 200 greedy decode steps on TP=1's track; the sharded
-upstream layout leaves it."""
+upstream layout leaves it. Then, teacher-forced on TP=1's 211 tokens, the recurrent state
+of every DeltaNet layer (dumped by the server's test hook) and the per-token logprobs are
+compared with TP=1's for both layouts."""
 
 from __future__ import annotations
 
 import pytest
 import requests
+import torch
 
 from tests.e2e.harness import Server, build_model
 
 pytestmark = pytest.mark.e2e
 
 STEPS = 200
-HYBRID_ARGS = ["--dtype", "bfloat16", "--max-mamba-cache-size", "8", "--max-running-requests", "4"]
+HYBRID_ARGS = ["--dtype", "bfloat16", "--max-mamba-cache-size", "8", "--max-running-requests", "4",
+               "--disable-radix-cache"]  # the teacher-forced request must prefill every token
+PROMPT = [47, 76, 83, 83, 86, 7, 94, 86, 89, 83, 75]
 TP2 = {"SGLANG_CPU_OMP_THREADS_BIND": "0|1"}  # one core per rank
 
 
-def _greedy(model_dir, extra_args, env, log) -> tuple[list[int], list[float]]:
-    with Server(model_dir, extra_args=HYBRID_ARGS + extra_args, env=env, log_path=log) as srv:
-        body = {"input_ids": [47, 76, 83, 83, 86, 7, 94, 86, 89, 83, 75],
-                "sampling_params": {"temperature": 0, "max_new_tokens": STEPS, "ignore_eos": True},
-                "return_logprob": True}
+def _run(model_dir, extra_args, env, tmp_path, name, forced: list[int] | None = None):
+    """Greedy decode from PROMPT; then one prefill of PROMPT + `forced` (default: the tokens
+    just generated) returning every input token's logprob (recurrent states land in
+    tmp_path/name)."""
+    dump = tmp_path / name
+    dump.mkdir()
+    env = {**env, "SGLANG_RDNA4_DELTANET_STATE_DUMP": str(dump)}
+    with Server(model_dir, extra_args=HYBRID_ARGS + extra_args, env=env, log_path=tmp_path / f"{name}.log") as srv:
+        body = {"input_ids": PROMPT, "return_logprob": True,
+                "sampling_params": {"temperature": 0, "max_new_tokens": STEPS, "ignore_eos": True}}
+        pairs = requests.post(f"{srv.url}/generate", json=body, timeout=600).json()["meta_info"]["output_token_logprobs"]
+        tokens, logprobs = [int(p[1]) for p in pairs], [float(p[0]) for p in pairs]
+        body = {"input_ids": PROMPT + (tokens if forced is None else forced), "return_logprob": True,
+                "logprob_start_len": 0, "sampling_params": {"temperature": 0, "max_new_tokens": 1}}
         meta = requests.post(f"{srv.url}/generate", json=body, timeout=600).json()["meta_info"]
-    pairs = meta["output_token_logprobs"]
-    return [int(p[1]) for p in pairs], [float(p[0]) for p in pairs]
+        forced_logprobs = [float(p[0]) for p in meta["input_token_logprobs"][1:]]
+    return tokens, logprobs, forced_logprobs, dump
+
+
+def _states(dump, seen: int, ranks: int) -> dict[int, torch.Tensor]:
+    """Per DeltaNet layer, the full-head recurrent state after `seen` tokens."""
+    layers = sorted({int(f.name.split("_layer")[1].split("_")[0]) for f in dump.glob(f"rank0_*_len{seen}.pt")})
+    assert layers, f"no state dumped in {dump} for {seen} tokens"
+    return {l: torch.cat([torch.load(dump / f"rank{r}_layer{l}_len{seen}.pt") for r in range(ranks)], dim=0)
+            for l in layers}
 
 
 def _first_divergence(a: list[int], b: list[int]) -> int:
@@ -40,18 +62,37 @@ def test_replicated_deltanet_tracks_tp1(tmp_path):
         max_position_embeddings=512,
     )
     model_dir = build_model(config, tmp_path / "tiny-qwen3_5", seed=3)
-    tp1 = _greedy(model_dir, [], {}, tmp_path / "tp1.log")
-    sharded = _greedy(model_dir, ["--tp", "2"], {**TP2, "SGLANG_RDNA4_DELTANET_REPLICATE": "0"},
-                      tmp_path / "tp2_sharded.log")
-    replicated = _greedy(model_dir, ["--tp", "2"], {**TP2, "SGLANG_RDNA4_DELTANET_REPLICATE": "1"},
-                         tmp_path / "tp2_replicated.log")
+    tp1 = _run(model_dir, [], {}, tmp_path, "tp1")
+    forced = tp1[0]
+    sharded = _run(model_dir, ["--tp", "2"], {**TP2, "SGLANG_RDNA4_DELTANET_REPLICATE": "0"}, tmp_path,
+                   "tp2_sharded", forced=forced)
+    replicated = _run(model_dir, ["--tp", "2"], {**TP2, "SGLANG_RDNA4_DELTANET_REPLICATE": "1"}, tmp_path,
+                      "tp2_replicated", forced=forced)
     assert "Gated DeltaNet layers replicated across 2 TP ranks" in (tmp_path / "tp2_replicated.log").read_text()
 
-    on_track = {name: _first_divergence(run[0], tp1[0]) for name, run in
-                (("sharded", sharded), ("replicated", replicated))}
-    first_step_logprob_gap = {name: abs(run[1][0] - tp1[1][0]) for name, run in
-                              (("sharded", sharded), ("replicated", replicated))}
-    print(f"greedy steps identical to TP=1: {on_track}; first-step logprob gap: {first_step_logprob_gap}")
+    runs = {"sharded": sharded, "replicated": replicated}
+    on_track = {name: _first_divergence(run[0], tp1[0]) for name, run in runs.items()}
+    first_step_logprob_gap = {name: abs(run[1][0] - tp1[1][0]) for name, run in runs.items()}
+    forced_gap = {name: max(abs(a - b) for a, b in zip(run[2], tp1[2])) for name, run in runs.items()}
+
+    seen = len(PROMPT) + len(forced)
+    ref = _states(tp1[3], seen, ranks=1)
+    rep_rank1 = _states(replicated[3], seen, ranks=1)  # rank 0 only: it holds every head
+    assert all(torch.equal(rep_rank1[l], torch.load(replicated[3] / f"rank1_layer{l}_len{seen}.pt")) for l in ref)
+    state_err = {
+        "sharded": _rel_err(_states(sharded[3], seen, ranks=2), ref),
+        "replicated": _rel_err(rep_rank1, ref),
+    }
+    print(f"greedy steps identical to TP=1: {on_track}; first-step logprob gap: {first_step_logprob_gap}; "
+          f"teacher-forced max logprob gap over {len(forced)} tokens: {forced_gap}; "
+          f"recurrent-state relative error after {seen} tokens (worst layer): {state_err}")
     assert on_track["replicated"] >= 40
     assert on_track["replicated"] >= on_track["sharded"] + 30
     assert first_step_logprob_gap["replicated"] <= 0.01
+    assert state_err["replicated"] * 4 <= state_err["sharded"]
+    assert forced_gap["replicated"] * 4 <= forced_gap["sharded"]
+
+
+def _rel_err(got: dict[int, torch.Tensor], want: dict[int, torch.Tensor]) -> float:
+    assert got.keys() == want.keys()
+    return max(float((got[l] - want[l]).norm() / want[l].norm()) for l in want)

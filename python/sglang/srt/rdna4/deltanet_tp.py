@@ -96,3 +96,22 @@ def log_once(real_tp_size: int) -> None:
         _logged = True
         logger.info("RDNA4: Gated DeltaNet layers replicated across %d TP ranks (%s)",
                     real_tp_size, REPLICATE_ENV)
+
+
+STATE_DUMP_ENV = "SGLANG_RDNA4_DELTANET_STATE_DUMP"
+
+
+def dump_state(layer_id: int, forward_batch: Any) -> None:
+    """Test hook: with SGLANG_RDNA4_DELTANET_STATE_DUMP=DIR, save after every prefill this
+    rank's recurrent state of the batch's first request as DIR/rank{r}_layer{l}_len{n}.pt
+    (n = tokens seen). Sharded ranks hold a slice of the value heads; replicated ranks all
+    of them. Off (one dict lookup) unless the variable is set."""
+    out = os.environ.get(STATE_DUMP_ENV)
+    if not out or not forward_batch.forward_mode.is_extend():
+        return
+    pool = forward_batch.req_to_token_pool
+    slot = pool.get_mamba_indices(forward_batch.req_pool_indices[:1])[0]
+    state = pool.mamba2_layer_cache(layer_id).temporal[slot].float().cpu()
+    rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+    seen = int(forward_batch.seq_lens[0])
+    torch.save(state, os.path.join(out, f"rank{rank}_layer{layer_id}_len{seen}.pt"))
