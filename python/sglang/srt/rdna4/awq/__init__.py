@@ -4,7 +4,10 @@ Modules: gemv.py (M = 1 and small M), gemm.py (M > 1, tensor cores), dequant.py 
 dequant + matmul at large M), moe.py (fused int4 experts), dispatch.py (which kernel runs
 for which M and layer size, logged once per layer shape), reference.py (float64
 references), packer.py (AWQ checkpoint layout: pack, unpack, RTN quantization),
+gptq_packer.py (the same for the GPTQ layout), repack.py (load-time GPTQ / moe_wna16 ->
+AWQ layout conversions), gptq_linear.py (GPTQ linear layers served by the AWQ dispatch),
 config.py (block configs per platform), common.py (input checks, split-K epilogue).
-None of these imports upstream SGLang. moe_method.py is the exception: it plugs
-fused_awq_moe into upstream's FusedMoE and is imported lazily by upstream's AWQConfig.
+None of these imports upstream SGLang. moe_method.py and wna16_moe_method.py are the
+exception: they plug fused_awq_moe into upstream's FusedMoE and are imported lazily by
+upstream's AWQ / GPTQ / moe_wna16 configs.
 """

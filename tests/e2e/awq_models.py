@@ -1,0 +1,114 @@
+"""Tiny int4 checkpoints for the end-to-end tests: a float model built by the harness is
+RTN-quantized into the exact AWQ or GPTQ checkpoint layout, and its *dequantized* twin
+(the same checkpoint with every quantized weight replaced by dequant(quant(W)) in float32)
+is written beside it for HF transformers to serve as the reference.
+
+Quantized: every linear `.weight` inside the decoder layers (experts included) except the
+ones SGLang builds unquantized (the MoE router `mlp.gate`, `shared_expert_gate`) and
+DeltaNet's `in_proj_a` / `in_proj_b` (a few columns each, not a multiple of 8; real Qwen3.5
+int4 checkpoints keep them in 16 bits too).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from sglang.srt.rdna4.awq.gptq_packer import gptq_dequantize_ref, quantize_gptq_rtn
+from sglang.srt.rdna4.awq.packer import quantize_rtn
+from sglang.srt.rdna4.awq.reference import awq_dequantize_ref
+
+UNQUANTIZED = ("in_proj_a", "in_proj_b")
+_ROUTERS = re.compile(r"\.mlp\.gate\.weight$|shared_expert_gate\.weight$")
+
+
+def is_quantized(name: str, tensor: torch.Tensor) -> bool:
+    return (
+        ".layers." in name
+        and name.endswith(".weight")
+        and tensor.dim() == 2
+        and not _ROUTERS.search(name)
+        and not any(f".{m}." in name for m in UNQUANTIZED)
+        and "norm" not in name
+    )
+
+
+def _awq(w: torch.Tensor, group_size: int, scale_dtype: torch.dtype):
+    # Scales rounded to scale_dtype first, stored as float16 (as AutoAWQ writes them): with
+    # scale_dtype=bfloat16 the kernels see exactly these values after the load-time cast.
+    p = quantize_rtn(w.t(), group_size, scale_dtype)
+    scales = p.scales.to(torch.float16)
+    tensors = {"qweight": p.qweight, "qzeros": p.qzeros, "scales": scales}
+    return tensors, awq_dequantize_ref(p.qweight, scales, p.qzeros).t()
+
+
+def _gptq(w: torch.Tensor, group_size: int, scale_dtype: torch.dtype):
+    p = quantize_gptq_rtn(w.t(), group_size, sym=True, scale_dtype=scale_dtype)
+    scales = p.scales.to(torch.float16)
+    tensors = {"qweight": p.qweight, "qzeros": p.qzeros, "scales": scales, "g_idx": p.g_idx}
+    return tensors, gptq_dequantize_ref(p.qweight, p.qzeros, scales, p.g_idx).t()
+
+
+def quantization_config(scheme: str, group_size: int) -> dict:
+    if scheme == "awq":
+        return {"quant_method": "awq", "bits": 4, "group_size": group_size, "zero_point": True,
+                "version": "gemm", "modules_to_not_convert": list(UNQUANTIZED)}
+    if scheme == "gptq":
+        return {"quant_method": "gptq", "bits": 4, "group_size": group_size, "desc_act": False,
+                "sym": True, "lm_head": False, "checkpoint_format": "gptq",
+                "dynamic": {f"-:.*{m}.*": {} for m in UNQUANTIZED}}
+    raise ValueError(f"scheme {scheme!r}: use awq or gptq")
+
+
+def quantize_checkpoint(
+    float_dir: Path, quant_dir: Path, deq_dir: Path, scheme: str, group_size: int = 32,
+    scale_dtype: torch.dtype = torch.float16,
+) -> int:
+    """Write the int4 checkpoint to quant_dir and its dequantized float32 twin to deq_dir.
+    Returns how many weights were quantized."""
+    quantize = {"awq": _awq, "gptq": _gptq}[scheme]
+    float_dir, quant_dir, deq_dir = Path(float_dir), Path(quant_dir), Path(deq_dir)
+    files = sorted(float_dir.glob("*.safetensors"))
+    if len(files) != 1:
+        raise ValueError(f"{float_dir}: expected one safetensors file, found {len(files)}")
+    state = load_file(str(files[0]))
+    quant: dict[str, torch.Tensor] = {}
+    deq: dict[str, torch.Tensor] = {}
+    count = 0
+    for name, tensor in state.items():
+        if is_quantized(name, tensor):
+            tensors, w = quantize(tensor.to(torch.float32), group_size, scale_dtype)
+            base = name[: -len(".weight")]
+            quant.update({f"{base}.{k}": v.contiguous() for k, v in tensors.items()})
+            deq[name] = w.to(torch.float32).contiguous()
+            count += 1
+        else:
+            quant[name] = tensor
+            deq[name] = tensor
+    for out, tensors in ((quant_dir, quant), (deq_dir, deq)):
+        out.mkdir(parents=True, exist_ok=True)
+        for f in float_dir.iterdir():
+            if f.suffix != ".safetensors" and f.name != "server.log" and f.is_file():
+                shutil.copy(f, out / f.name)
+        save_file(tensors, str(out / files[0].name), metadata={"format": "pt"})
+    config = json.loads((float_dir / "config.json").read_text())
+    config["quantization_config"] = quantization_config(scheme, group_size)
+    (quant_dir / "config.json").write_text(json.dumps(config, indent=2))
+    return count
+
+
+def teacher_forced_logprobs(model_dir: Path, input_ids: list[int], output_ids: list[int]) -> torch.Tensor:
+    """HF float32 log-softmax [len(output_ids), vocab] at each generated position."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    ids = torch.tensor([input_ids + output_ids])
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits[0].to(torch.float64)
+    start = len(input_ids) - 1
+    return torch.log_softmax(logits[start : start + len(output_ids)], dim=-1)
