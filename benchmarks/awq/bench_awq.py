@@ -145,23 +145,12 @@ def awq_bytes(p) -> int:
 
 # ---------------------------------------------------------------- sweeps (tuning)
 
-# Candidates chosen by SASS instruction count per weight (about 5 for the best, no spills),
-# each with and without software pipelining of the K loop.
+# GEMV candidates (the wide sweep is sweep_gemv.py): 16-byte loads with K inside each lane
+# at 1, 2 and 4 warps, cp.async pipelining 2-4 deep, split-K by FP32 atomics.
 GEMV_SWEEP = [
-    awq_config.GemvConfig(block_n8=bn8, block_k=bk, num_warps=w, waves=waves, acc2d=acc2d, num_stages=st)
-    for (bn8, bk, w, acc2d) in [
-        (32, 32, 1, False), (64, 16, 1, False), (128, 8, 1, False), (32, 64, 2, False),
-        (64, 32, 2, False), (32, 64, 4, False), (64, 64, 4, False), (32, 16, 1, True),
-    ]
-    for st in (1, 3)
-    for waves in (4, 8, 16, 32)
-] + [
-    # split-K through FP32 atomics: no serial reduction in the last split, so more splits
-    # (more programs in flight per SM) become affordable
-    awq_config.GemvConfig(block_n8=bn8, block_k=bk, num_warps=w, waves=waves, num_stages=st, atomic_reduce=True)
-    for (bn8, bk, w) in [(32, 32, 1), (64, 16, 1), (32, 64, 2)]
-    for st in (1, 3)
-    for waves in (8, 16, 32, 64)
+    awq_config.GemvConfig(block_n8=128 * w, block_k=bk, num_warps=w, waves=waves, num_stages=st)
+    for (w, bk, st) in [(1, 16, 3), (1, 32, 2), (2, 16, 3), (4, 16, 3), (1, 16, 4)]
+    for waves in (4, 8, 16)
 ]
 GEMM_SWEEP = [
     awq_config.GemmConfig(block_m=bm, block_n8=bn8, block_k=bk, num_warps=w, num_stages=st, waves=waves)
@@ -271,6 +260,7 @@ def main() -> None:
     ap.add_argument("--out", required=True)
     ap.add_argument("--sweep", action="store_true")
     ap.add_argument("--quick", action="store_true", help="fewer shapes (smoke test)")
+    ap.add_argument("--gemv-config", help="JSON file of a GemvConfig to use (sweep_gemv.py --best-out)")
     args = ap.parse_args()
     os.environ.setdefault("SGLANG_RDNA4", "1")
     torch.manual_seed(0)
@@ -300,6 +290,8 @@ def main() -> None:
         best = lambda key, cls: cls(**sw[key][0]["config"]) if sw[key] else None  # noqa: E731
         install_configs(best("gemv_m1", awq_config.GemvConfig), best("gemm_m16", awq_config.GemmConfig),
                         best("gemm_m64", awq_config.GemmConfig))
+    elif args.gemv_config and Path(args.gemv_config).exists():
+        install_configs(awq_config.GemvConfig(**json.loads(Path(args.gemv_config).read_text())))
     cfgs = awq_config.configs_for(torch.empty(1, device=DEV))
     result["configs_used"] = {"gemv": dataclasses.asdict(cfgs.gemv), "gemm_small": dataclasses.asdict(cfgs.gemm_small),
                               "gemm_large": dataclasses.asdict(cfgs.gemm_large)}
@@ -344,8 +336,7 @@ def main() -> None:
                         lambda q: torch.matmul(x, upstream.awq_dequantize_triton(q.qweight, q.scales, q.qzeros)))
                 run("dense", lambda w: torch.matmul(x, w), dense=True)
                 if m <= 8:
-                    bm = 1 if m == 1 else min(m, 4)
-                    run("ours_gemv", lambda q: awq_gemv(x, q.qweight, q.scales, q.qzeros, block_m=bm))
+                    run("ours_gemv", lambda q: awq_gemv(x, q.qweight, q.scales, q.qzeros))
                 if m >= 2:
                     run("ours_gemm", lambda q: awq_gemm(x, q.qweight, q.scales, q.qzeros))
                 if m >= 16:

@@ -2,7 +2,8 @@
 
 The "dispatch" columns apply today's rules (sglang.srt.rdna4.awq.dispatch.kernel_for) to
 the measured kernels: GEMV -> ours_gemv, GEMM -> ours_gemm, dequant_matmul -> upstream's
-dequantizer + matmul (what dispatch calls when the upstream tree is importable).
+dequantizer + matmul, upstream_fused -> upstream's fused GEMM (what dispatch calls when the
+upstream tree is importable).
 Run: PYTHONPATH=python python benchmarks/awq/make_table.py [results.json]
 """
 
@@ -16,7 +17,8 @@ import torch
 
 from sglang.srt.rdna4.awq import dispatch
 
-PATH_COLUMN = {"gemv": "ours_gemv_us", "gemm": "ours_gemm_us", "dequant_matmul": "upstream_dequant_matmul_us"}
+PATH_COLUMN = {"gemv": "ours_gemv_us", "gemm": "ours_gemm_us", "dequant_matmul": "upstream_dequant_matmul_us",
+               "upstream_fused": "upstream_fused_us"}
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 
@@ -25,7 +27,7 @@ def fmt(v) -> str:
 
 
 def dispatch_time(row) -> tuple[str, float | None]:
-    path = dispatch.kernel_for(row["M"], DTYPES[row["dtype"]], torch.device("cuda"), None, row["K"], row["N"])
+    path = dispatch.kernel_for(row["M"], DTYPES[row["dtype"]], torch.device("cuda"), None, row["K"], row["N"], 128)
     return path, row.get(PATH_COLUMN.get(path, ""))
 
 

@@ -26,12 +26,32 @@ def test_kernel_choice_by_m_and_layer_size():
     cuda = torch.device("cuda")
     path = lambda m, k, n, dt=torch.float16: dispatch.kernel_for(m, dt, cuda, None, k, n)  # noqa: E731
     assert path(1, 4096, 4096, torch.bfloat16) == "gemv"
+    assert path(2, 8192, 28672) == "gemv"  # the GEMV wins at M = 2 too
+    assert path(3, 4096, 4096) == "gemm"
     assert path(4, 4096, 4096) == "gemm"
     assert path(8, 4096, 4096) == "dequant_matmul"  # small layer: dequant + matmul wins at 8
     assert path(8, 5120, 5120) == "gemm"
-    assert path(16, 5120, 5120) == "dequant_matmul"
+    assert path(16, 5120, 5120, torch.bfloat16) == "dequant_matmul"
     assert path(32, 5120, 13824, torch.bfloat16) == "gemm"  # big layer: GEMM up to 32
+    assert path(16, 5120, 13824) == "gemm"
     assert path(33, 5120, 13824) == "dequant_matmul"
+
+
+def test_fp16_mid_m_takes_upstream_fused_when_importable(monkeypatch):
+    cuda = torch.device("cuda")
+    path = lambda m, k, n, g=128: dispatch.kernel_for(m, torch.float16, cuda, None, k, n, g)  # noqa: E731
+    monkeypatch.setattr(dispatch, "_UPSTREAM_FUSED", [lambda *a: None])
+    assert path(16, 5120, 5120) == "upstream_fused"
+    assert path(32, 5120, 13824) == "upstream_fused"
+    assert path(16, 5120, 13824) == "gemm"
+    assert path(32, 4096, 4096) == "dequant_matmul"  # small layer: upstream's dequantizer wins
+    assert path(32, 5120, 13824, g=16) == "gemm"  # a group size upstream's kernel rejects
+    assert dispatch.kernel_for(32, torch.bfloat16, cuda, None, 5120, 13824) == "gemm"
+    monkeypatch.setenv(dispatch.UPSTREAM_FUSED_ENV, "0")
+    assert path(32, 5120, 13824) == "gemm"
+    monkeypatch.delenv(dispatch.UPSTREAM_FUSED_ENV)
+    monkeypatch.setattr(dispatch, "_UPSTREAM_FUSED", [None])  # upstream tree not importable
+    assert path(32, 5120, 13824) == "gemm"
 
 
 def test_env_overrides_thresholds(monkeypatch):
@@ -82,7 +102,7 @@ def test_prepare_casts_scales_and_logs_once(caplog):
     assert s.dtype == torch.bfloat16 and qw is p.qweight and qz is p.qzeros
     plans = [r for r in caplog.records if "AWQ layer K=64 N=32 G=32" in r.getMessage()]
     assert len(plans) == 1
-    assert "M<=1 -> gemv" in plans[0].getMessage()
+    assert "M 1-2 -> gemv; M 3-" in plans[0].getMessage()
 
 
 def test_slow_path_warns_once(monkeypatch, caplog):

@@ -2,7 +2,8 @@
 
 RDNA4 (gfx12, wave32, 64 KB LDS per workgroup, 64 CUs) and NVIDIA (used to test the same
 kernels on the H100 machine) get separate tables; the CPU interpreter gets tiny blocks so
-tests stay fast. Values for NVIDIA come from the sweep in benchmarks/awq/bench_awq.py.
+tests stay fast. NVIDIA values come from the H100 runs (benchmarks/awq/sweep_gemv.py for the
+GEMV, bench_awq.py --sweep for the GEMM).
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ import torch
 class GemvConfig:
     block_n8: int  # packed int32 columns per program (8 output columns each)
     block_k: int  # rows per inner step (capped so a step never straddles a group)
-    num_warps: int
+    num_warps: int  # lanes = 32 * num_warps; each lane owns block_n8 / lanes words
     waves: int  # aim for waves * compute units programs (split-K fills the rest)
     min_chunks: int = 2  # at least this many K-steps per split
-    acc2d: bool = False  # M=1: reduce over K once per split instead of once per K-step
-    num_stages: int = 3  # software pipelining depth of the K loop
-    atomic_reduce: bool = False  # split-K by FP32 atomics (see common.split_k_epilogue)
+    reduce: str = "atomic"  # split-K reduction: "atomic" or "two_pass" (see gemv.py)
+    num_stages: int = 3  # software pipelining of the K loop (cp.async stages on NVIDIA)
+    prefetch: bool = False  # instead: load the next K-step into registers before this one's math
+    vec: int = 4  # packed words per lane and load (4: 16-byte loads)
 
 
 @dataclass(frozen=True)
@@ -46,25 +48,28 @@ class PlatformConfigs:
     compute_units: int
 
 
-# NVIDIA: the winners of the H100 sweep (benchmarks/awq/results_h100.json, "sweep"): the
-# GEMV in one-warp programs over [32 rows x 256 columns] steps, ~8 programs per SM; the
-# GEMM in 16-row tiles, 3-stage pipelined K loop, ~2 programs per SM.
+# NVIDIA: from the H100 runs (benchmarks/awq/results_h100.json; GEMV sweep in
+# sweep_gemv_h100.json): the GEMV in one-warp programs, 2 packed words (16 columns) per lane,
+# 16-row steps through a 3-stage cp.async pipeline, ~8 programs per SM, split-K by FP32
+# atomics (lowest geometric mean over the six layer shapes, fp16 and bf16); the GEMM in
+# 16-row tiles, 3-stage pipelined K loop, ~2 programs per SM.
 _NVIDIA = dict(
-    # split-K partials summed by FP32 atomics: the H100 sweep's winner (31.3 us at 5120x27648)
-    gemv=GemvConfig(block_n8=32, block_k=32, num_warps=1, waves=8, num_stages=1, atomic_reduce=True),
+    gemv=GemvConfig(block_n8=64, block_k=16, num_warps=1, waves=8, num_stages=3, vec=2),
     gemm_small=GemmConfig(block_m=16, block_n8=32, block_k=64, num_warps=4, num_stages=3, waves=2,
                           atomic_reduce=True),
     gemm_large=GemmConfig(block_m=16, block_n8=32, block_k=64, num_warps=4, num_stages=3, waves=2),
 )
-# RDNA4 (not measured yet): the same tiles. A one-warp program is one wave32 there; the
-# GEMM tile needs (16x64 + 64x256) * 2 B per stage, 36 KB for 2 stages, inside 64 KB LDS.
+# RDNA4 (not measured yet). GEMV: a one-warp program is one wave32; gfx12 has no cp.async,
+# so the next K-step is prefetched into registers instead of a pipeline (prefetch=True),
+# with 2 words per lane (8-byte loads) to leave VGPRs for it; 8 programs per CU.
+# GEMM: the tile needs (16x64 + 64x256) * 2 B per stage, 36 KB for 2 stages, inside 64 KB LDS.
 _RDNA4 = dict(
-    gemv=GemvConfig(block_n8=32, block_k=32, num_warps=1, waves=8, num_stages=1),
+    gemv=GemvConfig(block_n8=64, block_k=16, num_warps=1, waves=8, num_stages=1, prefetch=True, vec=2),
     gemm_small=GemmConfig(block_m=16, block_n8=32, block_k=64, num_warps=4, num_stages=2, waves=2),
     gemm_large=GemmConfig(block_m=16, block_n8=32, block_k=64, num_warps=4, num_stages=2, waves=2),
 )
 _CPU = dict(
-    gemv=GemvConfig(block_n8=4, block_k=16, num_warps=1, waves=1, min_chunks=1),
+    gemv=GemvConfig(block_n8=4, block_k=16, num_warps=1, waves=1, min_chunks=1, num_stages=1),
     gemm_small=GemmConfig(block_m=16, block_n8=16, block_k=16, num_warps=1, num_stages=1, waves=1, min_chunks=1),
     gemm_large=GemmConfig(block_m=16, block_n8=16, block_k=16, num_warps=1, num_stages=1, waves=1, min_chunks=1),
 )
@@ -96,10 +101,17 @@ def pow2_block_k(group_size: int, cap: int, floor: int = 16) -> int:
     return max(floor, min(cap, b))
 
 
-def split_plan(num_chunks: int, programs: int, target: int, min_chunks: int) -> tuple[int, int]:
-    """(split_k, chunks_per_split) so programs * split_k ~ target with no empty split."""
+def split_plan(num_chunks: int, programs: int, target: int, min_chunks: int,
+               align: int = 1) -> tuple[int, int]:
+    """(split_k, chunks_per_split) so programs * split_k ~ target with no empty split.
+
+    ``align`` (chunks per quantization group): a split of at least a group is rounded up
+    to whole groups, so splits start on group boundaries.
+    """
     want = max(1, -(-target // max(programs, 1)))
     most = max(1, num_chunks // max(min_chunks, 1))
     split = max(1, min(want, most, num_chunks))
     per = -(-num_chunks // split)
+    if align > 1 and per > align:
+        per = max(align, round(per / align) * align)
     return -(-num_chunks // per), per

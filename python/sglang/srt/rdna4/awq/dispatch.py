@@ -2,15 +2,19 @@
 
 Paths, by M (rows of x after flattening) and layer size K*N, from the H100 measurements in
 benchmarks/awq/results_h100.json (CUDA-graph timings, see benchmarks/awq/README.md):
-  M <= GEMV_MAX_M (1)              -> GEMV (Triton; or the HIP GEMV from sgl-kernel-rocm
-                                      when SGLANG_RDNA4_AWQ_GEMV=hip and it is built)
+  M <= GEMV_MAX_M (2)              -> GEMV (Triton; or, at M = 1, the HIP GEMV from
+                                      sgl-kernel-rocm when SGLANG_RDNA4_AWQ_GEMV=hip and built)
   M <= 4, or M <= 8 on layers of >= 20M weights, or M <= 32 on layers of >= 32M weights
                                    -> fused dequant GEMM (Triton, tensor cores, FP32 acc.)
+  fp16 only, on layers of >= 20M weights: 8 < M <= 32 (>= 32M weights: 16 < M <= 32)
+                                   -> upstream's fused Triton AWQ GEMM when the upstream
+                                      tree is importable (it does not compile for bf16);
+                                      measured faster than ours there
   otherwise                        -> dequantize to the activation dtype + torch.matmul
                                       (upstream's Triton dequantizer when the upstream tree
                                       is importable: measured faster than ours; else ours)
 Overrides: SGLANG_RDNA4_AWQ_GEMV_MAX_M, SGLANG_RDNA4_AWQ_GEMM_MAX_M (all layer sizes),
-SGLANG_RDNA4_AWQ_DEQUANT=auto|ours|upstream.
+SGLANG_RDNA4_AWQ_DEQUANT=auto|ours|upstream, SGLANG_RDNA4_AWQ_UPSTREAM_FUSED=1|0.
 
 Weights stay in the AWQ checkpoint layout; only the scales are cast (to the model dtype,
 once, at load). A layer whose call cannot take a fast path (no GPU and no Triton
@@ -31,15 +35,18 @@ from sglang.srt.rdna4.envs import env_int
 
 logger = logging.getLogger(__name__)
 
-# From the H100 run (benchmarks/awq/results_h100.json): the GEMV wins only at M=1; the
+# From the H100 run (benchmarks/awq/results_h100.json): the GEMV wins at M = 1 and 2 on
+# every shape (at 2 by 1.1-1.4x over our GEMM; at 4 the GEMM wins but on 4096x4096); the
 # fused GEMM beats upstream's best path at M=2..4 on every shape, at M=8 from 5120x5120
 # up, and up to M=32 on the big layers (>= 5120x13824); dequant + matmul wins beyond.
-DEFAULT_GEMV_MAX_M = 1
+DEFAULT_GEMV_MAX_M = 2
 DEFAULT_GEMM_MAX_M = 4
 MID_LAYER_ELEMS, MID_GEMM_MAX_M = 20_000_000, 8
 LARGE_LAYER_ELEMS, LARGE_GEMM_MAX_M = 1 << 25, 32
 FAST_DTYPES = (torch.float16, torch.bfloat16)
 GEMV_IMPL_ENV = "SGLANG_RDNA4_AWQ_GEMV"  # auto | triton | hip
+UPSTREAM_FUSED_ENV = "SGLANG_RDNA4_AWQ_UPSTREAM_FUSED"  # 1 (default) | 0
+UPSTREAM_FUSED_GROUPS = (32, 64, 128)  # group sizes upstream's fused kernel accepts (or G = K)
 DEQUANT_ENV = "SGLANG_RDNA4_AWQ_DEQUANT"  # auto | ours | upstream
 
 
@@ -129,6 +136,39 @@ def dequantizer():
     return found
 
 
+_UPSTREAM_FUSED: list = []
+
+
+def upstream_fused_gemm():
+    """upstream's awq_gemm_triton(x, qweight, scales, qzeros, split_k_iters), or None."""
+    if not _UPSTREAM_FUSED:
+        try:
+            from sglang.srt.layers.quantization.awq_triton import awq_gemm_triton
+        except Exception:  # noqa: BLE001 - any import failure means "not available"
+            awq_gemm_triton = None
+        _UPSTREAM_FUSED.append(awq_gemm_triton)
+    return _UPSTREAM_FUSED[0]
+
+
+def _upstream_fused_wins(m: int, dtype: torch.dtype, k: int | None, n: int | None, g: int | None) -> bool:
+    # From the H100 run: fp16 at M = 16-32 (M = 32 only on the >= 32M-weight layers, where
+    # our GEMM wins at 16), 0.71-0.98x of upstream's fused kernel on our paths otherwise.
+    if dtype != torch.float16 or k is None or n is None:
+        return False
+    if os.environ.get(UPSTREAM_FUSED_ENV, "1").strip() == "0":
+        return False
+    if g is not None and g not in UPSTREAM_FUSED_GROUPS and g != k:
+        return False
+    elems = k * n
+    if elems >= LARGE_LAYER_ELEMS:
+        lo = 16
+    elif elems >= MID_LAYER_ELEMS:
+        lo = 8
+    else:
+        return False
+    return lo < m <= 32 and upstream_fused_gemm() is not None
+
+
 def kernel_for(
     m: int,
     dtype: torch.dtype,
@@ -136,8 +176,10 @@ def kernel_for(
     th: AWQThresholds | None = None,
     k: int | None = None,
     n: int | None = None,
+    g: int | None = None,
 ) -> str:
-    """Name of the path a call with M rows takes: gemv | hip_gemv | gemm | dequant_matmul | torch."""
+    """Name of the path a call with M rows takes:
+    gemv | hip_gemv | gemm | upstream_fused | dequant_matmul | torch."""
     th = th or AWQThresholds.from_env()
     if device.type != "cuda" and not _interpreting():
         return "torch"
@@ -147,6 +189,8 @@ def kernel_for(
         if m == 1 and device.type == "cuda" and gemv_impl() == "hip":
             return "hip_gemv"
         return "gemv"
+    if device.type == "cuda" and _upstream_fused_wins(m, dtype, k, n, g):
+        return "upstream_fused"
     if m <= th.gemm_limit(k, n):
         return "gemm"
     return "dequant_matmul"
@@ -163,16 +207,24 @@ def _warn_once(key: tuple, msg: str, *args) -> None:
 
 
 def describe_plan(k: int, n: int, g: int, dtype: torch.dtype, device: torch.device) -> str:
+    """e.g. "AWQ layer K=.. N=..: M 1-2 -> gemv; M 3-16 -> gemm; M 17+ -> dequant_matmul (...)"."""
     th = AWQThresholds.from_env()
-    gemm_max = th.gemm_limit(k, n)
-    path = lambda m: kernel_for(m, dtype, device, th, k, n)  # noqa: E731
-    deq = path(gemm_max + 1)
-    if deq == "dequant_matmul":
-        deq = f"dequant_matmul ({dequantizer()[0]} dequantizer)"
-    return (
-        f"AWQ layer K={k} N={n} G={g} {str(dtype).replace('torch.', '')} on {device.type}: "
-        f"M<={th.gemv_max_m} -> {path(1)}; M<={gemm_max} -> {path(gemm_max)}; larger M -> {deq}"
-    )
+    last = max(th.gemv_max_m, th.gemm_limit(k, n), 32) + 1
+    runs: list[list] = []
+    for m in range(1, last + 1):
+        p = kernel_for(m, dtype, device, th, k, n, g)
+        if runs and runs[-1][2] == p:
+            runs[-1][1] = m
+        else:
+            runs.append([m, m, p])
+    parts = []
+    for i, (lo, hi, p) in enumerate(runs):
+        if p == "dequant_matmul":
+            p = f"dequant_matmul ({dequantizer()[0]} dequantizer)"
+        span = f"M {lo}+" if i == len(runs) - 1 else (f"M {lo}" if lo == hi else f"M {lo}-{hi}")
+        parts.append(f"{span} -> {p}")
+    return (f"AWQ layer K={k} N={n} G={g} {str(dtype).replace('torch.', '')} on {device.type}: "
+            + "; ".join(parts))
 
 
 def register_layer_shape(k: int, n: int, g: int, dtype: torch.dtype, device: torch.device) -> None:
@@ -240,14 +292,15 @@ def awq_linear(
             "the model dtype at load (prepare_awq_weights). The kernels still compute in FP32.",
             k, n, scales.dtype, x2.dtype,
         )
-    path = kernel_for(m, x2.dtype, x2.device, None, k, n)
+    path = kernel_for(m, x2.dtype, x2.device, None, k, n, g)
     if path == "gemv":
         from sglang.srt.rdna4.awq.gemv import awq_gemv
 
-        bm = 1 if m == 1 else min(4, 1 << (m - 1).bit_length())
-        y = awq_gemv(x2, qweight, scales, qzeros, block_m=bm)
+        y = awq_gemv(x2, qweight, scales, qzeros)
     elif path == "hip_gemv":
         y = hip_gemv_op()(x2, qweight, scales.to(x2.dtype), qzeros, g)
+    elif path == "upstream_fused":
+        y = upstream_fused_gemm()(x2, qweight, scales.to(x2.dtype), qzeros, 8)
     elif path == "gemm":
         from sglang.srt.rdna4.awq.gemm import awq_gemm
 
