@@ -3,6 +3,12 @@
 Only the ops upstream calls unconditionally on the CPU hybrid-model path are registered.
 Names that upstream probes to choose a path (e.g. `convert_weight_packed`, which switches on
 the Intel AMX backend, or `causal_conv1d_update`) are deliberately NOT registered.
+
+Schema-only ops: upstream registers fake (meta) kernels for a few ops at import time on its
+CUDA path (`layers/moe/topk.py`: `register_fake("sgl_kernel::moe_fused_gate")`), which fails
+unless the op exists. They are defined here with an implementation that raises
+NotImplementedError, like the matching top-level stub (this is what lets the 0.5.10 runtime
+start on an NVIDIA test machine with the RDNA4 paths forced on).
 """
 
 from __future__ import annotations
@@ -10,6 +16,8 @@ from __future__ import annotations
 import torch
 
 from sgl_kernel import mamba
+from sgl_kernel._stub_modules import TOP_LEVEL
+from sgl_kernel._unsupported import unsupported
 
 _LIB = torch.library.Library("sgl_kernel", "FRAGMENT")
 
@@ -37,6 +45,12 @@ _DEFS = {
         head_first, use_qk_l2norm_in_kernel, eps=1e-6: mamba.chunk_gated_delta_rule_reference(
             query, key, value, g, beta, None, initial_state, cu_seqlens, use_qk_l2norm_in_kernel, eps
         ),
+    ),
+    "moe_fused_gate": (
+        "moe_fused_gate(Tensor input_tensor, Tensor bias, int num_expert_group, int topk_group, "
+        "int topk, int num_fused_shared_experts=0, float routed_scaling_factor=0., "
+        "bool apply_routed_scaling_factor_on_output=False) -> Tensor[]",
+        unsupported("moe_fused_gate", *TOP_LEVEL["moe_fused_gate"]),
     ),
 }
 
