@@ -14,7 +14,7 @@ from sglang.srt.rdna4.attention.native_window import windowed_attention
 from sglang.srt.rdna4.gemma4.config import check_gemma4_dtype, hybrid_layer_ids, normalize_gemma4_config
 from sglang.srt.rdna4.gemma4.norm import Gemma4RMSNorm
 from sglang.srt.rdna4.gemma4.rope import proportional_inv_freq
-from sglang.srt.rdna4.softcap import softcap_fp32
+from sglang.srt.rdna4.softcap import softcap_fp32, use_torch_softcap
 
 
 @pytest.mark.parametrize("with_scale", [True, False])
@@ -153,6 +153,7 @@ def test_softcap_fp32_keeps_precision():
     want = 30.0 * torch.tanh(logits.double() / 30.0)
     assert (got.double() - want).abs().max() < 1e-5
     assert got.abs().max() <= 30.0
+    assert use_torch_softcap(logits)  # CPU tensors: upstream's Triton kernel cannot run there
 
 
 def test_config_rewrite_into_swa_convention():

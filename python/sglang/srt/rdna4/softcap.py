@@ -1,8 +1,8 @@
-"""Final-logit soft-capping, cap * tanh(logits / cap), computed in FP32.
+"""Final-logit soft-capping, cap * tanh(logits / cap), in torch and FP32.
 
-The 0.5.10 kernel runs in the logits' dtype (bf16 for most models): at Gemma's cap of 30 a
-bf16 logit is quantised to steps of 0.125-0.25 before the tanh, which reorders near-tied
-tokens. Returning FP32 logits costs one vocab-sized FP32 buffer per sampled row.
+Upstream applies it with a Triton kernel (on logits that `_get_logits` has already made
+FP32), which cannot run on CPU tensors: Gemma 2/3/4 failed on the CPU server. This is the
+same formula for CPU tensors.
 """
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ def softcap_fp32(logits: torch.Tensor, cap: float) -> torch.Tensor:
     return torch.tanh(logits.float() / cap) * cap
 
 
-def use_fp32_softcap(logits: torch.Tensor) -> bool:
-    """On RDNA4, and wherever the upstream Triton kernel cannot run (CPU tensors)."""
-    from sglang.srt.rdna4.platform import is_rdna4
-
-    return is_rdna4() or logits.device.type == "cpu"
+def use_torch_softcap(logits: torch.Tensor) -> bool:
+    """Where the upstream Triton kernel cannot run."""
+    return logits.device.type == "cpu"
