@@ -68,6 +68,7 @@ def test_tiny_model_on_gpu_tracks_hf(tmp_path, name, dtype):
     model_dir = build_model(make_config(), tmp_path / name, seed=3)
     prompt = [1] + list(range(40, 60))
     env = {"SGLANG_MAMBA_CONV_DTYPE": "float32"} if dtype == "float32" else {}
+    extra = [*extra, *os.environ.get("GPU_SERVER_EXTRA_ARGS", "").split()]  # e.g. --grammar-backend none
     with Server(model_dir, extra_args=["--dtype", dtype, *extra], env=env, gpu=True) as srv:
         body = {"input_ids": prompt, "return_logprob": True,
                 "sampling_params": {"temperature": 0, "max_new_tokens": NEW_TOKENS, "ignore_eos": True}}

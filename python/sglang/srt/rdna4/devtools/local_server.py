@@ -40,6 +40,8 @@ GPU_SERVER_ARGS = [
     "--max-running-requests", "8",
     "--mem-fraction-static", "0.3",
     "--disable-cuda-graph",
+    "--disable-piecewise-cuda-graph",
+    "--sampling-backend", "pytorch",
     "--skip-server-warmup",
 ]
 GPU_SERVER_ENV = {"SGLANG_RDNA4": "1"}
