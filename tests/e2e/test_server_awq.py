@@ -87,8 +87,8 @@ class Case:
     exact: bool = False
 
 
-GEMV_DECODE = "M<=1 -> gemv"
-OURS_DEQUANT = "larger M -> dequant_matmul (ours dequantizer)"
+GEMV_DECODE = "M 1-2 -> gemv"
+OURS_DEQUANT = "M 1+ -> dequant_matmul (ours dequantizer)"
 
 
 CASES = {
