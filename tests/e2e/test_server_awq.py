@@ -87,12 +87,22 @@ class Case:
     exact: bool = False
 
 
+def _gemma4_dense():  # sliding (head dim 16) and full (32, K = V) layers, window 8
+    from tests.e2e.test_server_gemma4 import _config
+
+    return _config(moe=False)
+
+
 GEMV_DECODE = "M 1-2 -> gemv"
 OURS_DEQUANT = "M 1+ -> dequant_matmul (ours dequantizer)"
 
 
 CASES = {
     "llama-awq": Case(_llama, "awq", "bfloat16", [("AWQ layer K=64 N=256 G=32 bfloat16", GEMV_DECODE)]),
+    "gemma4-dense-awq": Case(
+        _gemma4_dense, "awq", "bfloat16",
+        [("AWQ layer K=64 N=256 G=32 bfloat16", GEMV_DECODE), ("AWQ layer K=128 N=64 G=32", GEMV_DECODE)],
+    ),
     "qwen3_5-dense-awq": Case(
         _qwen3_5_dense, "awq", "bfloat16",
         [("AWQ layer K=64 N=192 G=32 bfloat16", OURS_DEQUANT), ("AWQ layer K=64 N=256", OURS_DEQUANT)],
