@@ -3,9 +3,11 @@ paths forced on (SGLANG_RDNA4=1): Llama, Qwen3.5 dense/MoE, Gemma 4 dense/MoE.
 
 GPU matmuls and Triton dots may round differently from HF on CPU, so instead of demanding
 identical tokens, every greedy step is checked against HF's float32 logits teacher-forced on
-the server's own tokens: the chosen token must be HF's argmax or within `tie` of it, and its
-logprob must match HF's to `tol`. A broken kernel (wrong window, head dim, softcap) moves
-logprobs by far more than these tolerances on these models.
+the server's own tokens: the chosen token must be HF's argmax or within a tolerance of it,
+and its logprob must match HF's to the same tolerance. In float32 that tolerance is fixed
+(2e-2); in bf16 it is twice what HF's own bf16 forward deviates on the same tokens (random
+tiny models differ a lot in how much bf16 moves them: Qwen3.5 MoE by over 1 nat), plus 0.05.
+A broken kernel (wrong window, head dim, softcap) moves logprobs by far more than that.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from tests.e2e.harness import Server, build_model
 pytestmark = [pytest.mark.gpu, pytest.mark.e2e]
 
 NEW_TOKENS = 48
-TOLERANCES = {"float32": (2e-2, 2e-2), "bfloat16": (0.3, 0.35)}  # (tie, tol)
+FP32_TOL = 2e-2
 
 
 def _llama():
@@ -53,10 +55,10 @@ MODELS = {
 }
 
 
-def _hf_logprobs(model_dir, ids: list[int]) -> torch.Tensor:
+def _hf_logprobs(model_dir, ids: list[int], dtype: torch.dtype = torch.float32) -> torch.Tensor:
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).eval()
     with torch.no_grad():
         return torch.log_softmax(model(input_ids=torch.tensor([ids])).logits[0].double(), -1)
 
@@ -79,13 +81,18 @@ def test_tiny_model_on_gpu_tracks_hf(tmp_path, name, dtype):
     hf = _hf_logprobs(model_dir, prompt + tokens)[len(prompt) - 1 : -1]  # row i predicts tokens[i]
     behind_argmax = [float(hf[i].max() - hf[i, t]) for i, t in enumerate(tokens)]
     logprob_err = [abs(lp - float(hf[i, t])) for i, (t, lp) in enumerate(zip(tokens, logprobs))]
-    tie, tol = TOLERANCES[dtype]
+    tol = FP32_TOL
+    if dtype == "bfloat16":
+        hf_bf16 = _hf_logprobs(model_dir, prompt + tokens, torch.bfloat16)[len(prompt) - 1 : -1]
+        yardstick = max(abs(float(hf_bf16[i, t] - hf[i, t])) for i, t in enumerate(tokens))
+        tol = 2 * yardstick + 0.05
     record = {"model": name, "dtype": dtype, "steps": len(tokens), "max_behind_argmax": max(behind_argmax),
-              "max_logprob_err": max(logprob_err), "argmax_agree": sum(b == 0 for b in behind_argmax)}
+              "max_logprob_err": max(logprob_err), "argmax_agree": sum(b == 0 for b in behind_argmax),
+              "tolerance": tol}
     out = os.environ.get("GPU_MODELS_JSONL")
     if out:
         with open(out, "a") as f:
             f.write(json.dumps(record) + "\n")
     print(record)
-    assert max(behind_argmax) <= tie, record
+    assert max(behind_argmax) <= tol, record
     assert max(logprob_err) <= tol, record
