@@ -109,6 +109,37 @@ def test_decode_rejects_bad_scratch():
         _run(case)
 
 
+def test_decode_rejects_scratch_narrower_than_value_dim():
+    # A model with per-layer head dims (Gemma 4) whose scratch was sized by a narrower layer.
+    case = decode_case([40], 4, 2, 32, torch.float16, seed=3)
+    case["attn_logits"] = case["attn_logits"][..., :16].contiguous()
+    with pytest.raises(ValueError, match="too small"):
+        _run(case)
+
+
+def test_decode_wider_scratch_than_value_dim():
+    # The backend sizes the scratch by the widest layer; narrower layers must still be right.
+    case = decode_case([40, 7], 4, 2, 16, torch.float16, seed=4)
+    case["attn_logits"] = torch.empty(*case["attn_logits"].shape[:3], 32)
+    out, ref = _run(case)
+    assert _ratio(out, ref) <= 1.25
+
+
+def test_scratch_v_head_dim_is_widest_layer():
+    from types import SimpleNamespace
+
+    from sglang.srt.rdna4.attention.backend_hooks import scratch_v_head_dim
+
+    dims = {0: 16, 1: 16, 2: 32, 4: 16}  # layer 3: no KV buffer here (e.g. linear attention)
+
+    def get_value_buffer(layer_id):
+        return torch.empty(1, 1, dims[layer_id])
+
+    pool = SimpleNamespace(get_value_buffer=get_value_buffer)
+    assert scratch_v_head_dim(pool, 5, 16) == 32
+    assert scratch_v_head_dim(pool, 2, 16) == 16
+
+
 def test_kv_split_policy(monkeypatch):
     monkeypatch.delenv("SGLANG_RDNA4_DECODE_KV_SPLITS", raising=False)
     assert rdna4_max_kv_splits(16) == 64 and rdna4_max_kv_splits(8) == 64

@@ -41,6 +41,22 @@ def max_kv_splits(configured: int) -> int:
     return value
 
 
+def scratch_v_head_dim(pool, num_layers: int, first_layer_dim: int) -> int:
+    """The value head dim the decode scratch (attn_logits) must hold: the largest of any layer.
+
+    Upstream sizes it from layer 0 alone; in a model whose layer types have different head
+    dims (Gemma 4: sliding 256, full 512) a wider layer's splits then overwrite each other
+    once a sequence takes more than one KV split. Not RDNA4-specific, so applied everywhere.
+    """
+    dims = [first_layer_dim]
+    for layer_id in range(num_layers):
+        try:
+            dims.append(pool.get_value_buffer(layer_id).shape[-1])
+        except (KeyError, IndexError, AttributeError, AssertionError, TypeError, ValueError):
+            continue  # layers without a KV buffer here (linear attention, other PP ranks)
+    return max(dims)
+
+
 class _LazyKvIndices:
     """Stands in for upstream's ``create_flashinfer_kv_indices_triton`` (``k[grid](...)``)."""
 

@@ -344,6 +344,12 @@ def _check_decode_args(q, k_buffer, v_buffer, o, kv_indptr, attn_logits, attn_ls
         )
     if attn_lse.stride(-1) != 1:
         raise ValueError("attn_lse must be contiguous in the split dim")
+    if attn_logits.shape[-1] < v_buffer.shape[-1] or attn_logits.shape[1] < q.shape[1]:
+        raise ValueError(
+            f"attn_logits scratch {tuple(attn_logits.shape)} is too small for {q.shape[1]} heads of "
+            f"value dim {v_buffer.shape[-1]}: size it by the largest head count and value head dim "
+            "of any layer (models with per-layer head dims, e.g. Gemma 4)"
+        )
     if q.shape[0] > kv_indptr.shape[0] - 1 or q.shape[0] > attn_logits.shape[0]:
         raise ValueError("batch of q exceeds kv_indptr / scratch size")
 
