@@ -70,6 +70,9 @@ def _hf_logprobs(model_dir, ids: list[int], dtype: torch.dtype = torch.float32) 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 @pytest.mark.parametrize("name", list(MODELS))
 def test_tiny_model_on_gpu_tracks_hf(tmp_path, name, dtype):
+    if name.startswith("qwen3_5") and dtype == "float32":
+        pytest.skip("upstream's chunked Gated DeltaNet Triton kernel (GPU prefill) is bf16-only: it "
+                    "asserts 'ChunkGatedDeltaRuleFunction does not support float32'")
     make_config, extra = MODELS[name]
     model_dir = build_model(make_config(), tmp_path / name, seed=3)
     prompt = [1] + list(range(40, 60))
