@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -139,3 +141,14 @@ def test_gemv_poisoned_output_fully_written(monkeypatch):
     monkeypatch.setattr(torch, "empty", real_empty)
     assert not torch.isnan(y).any()
     assert rel_rms_error(y, awq_linear_ref(x, p.qweight, p.scales, p.qzeros)) <= TOL
+
+
+def test_gemv_config_by_layer_size():
+    from sglang.srt.rdna4.awq.config import platform_configs
+
+    plat = platform_configs("cpu")
+    assert plat.gemv_for(8192, 28672) is plat.gemv  # no size classes on CPU
+    big = GemvConfig(256, 16, 2, 4, vec=4)
+    sized = dataclasses.replace(plat, gemv_large=big, gemv_large_weights=100_000_000)
+    assert sized.gemv_for(5120, 27648) is big
+    assert sized.gemv_for(5120, 13824) is plat.gemv

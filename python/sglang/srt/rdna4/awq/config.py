@@ -46,15 +46,26 @@ class PlatformConfigs:
     gemm_small: GemmConfig  # M <= 16
     gemm_large: GemmConfig  # M > 16
     compute_units: int
+    gemv_large: GemvConfig | None = None  # layers of at least gemv_large_weights (K * N)
+    gemv_large_weights: int = 0
+
+    def gemv_for(self, k: int, n: int) -> GemvConfig:
+        if self.gemv_large is not None and k * n >= self.gemv_large_weights:
+            return self.gemv_large
+        return self.gemv
 
 
-# NVIDIA: from the H100 runs (benchmarks/awq/results_h100.json; GEMV sweep in
-# sweep_gemv_h100.json): the GEMV in one-warp programs, 2 packed words (16 columns) per lane,
-# 16-row steps through a 3-stage cp.async pipeline, ~8 programs per SM, split-K by FP32
-# atomics (lowest geometric mean over the six layer shapes, fp16 and bf16); the GEMM in
-# 16-row tiles, 3-stage pipelined K loop, ~2 programs per SM.
+# NVIDIA: from the H100 runs (benchmarks/awq/results_h100.json; GEMV sweeps in
+# sweep_gemv_h100.json and, per shape, sweep_gemv_split_h100.json): the GEMV in one-warp
+# programs, 2 packed words (16 columns) per lane, 16-row steps through a 3-stage cp.async
+# pipeline, ~16 programs per SM with at least 4 steps each, split-K by FP32 atomics; layers
+# of >= 100M weights (5120x27648, 8192x28672) in two-warp programs of 4 words per lane, ~4
+# per SM (5-7% faster there, 5-10% slower on the smaller layers); the GEMM in 16-row tiles,
+# 3-stage pipelined K loop, ~2 programs per SM.
 _NVIDIA = dict(
-    gemv=GemvConfig(block_n8=64, block_k=16, num_warps=1, waves=8, num_stages=3, vec=2),
+    gemv=GemvConfig(block_n8=64, block_k=16, num_warps=1, waves=16, min_chunks=4, num_stages=3, vec=2),
+    gemv_large=GemvConfig(block_n8=256, block_k=16, num_warps=2, waves=4, num_stages=3, vec=4),
+    gemv_large_weights=100_000_000,
     gemm_small=GemmConfig(block_m=16, block_n8=32, block_k=64, num_warps=4, num_stages=3, waves=2,
                           atomic_reduce=True),
     gemm_large=GemmConfig(block_m=16, block_n8=32, block_k=64, num_warps=4, num_stages=3, waves=2),

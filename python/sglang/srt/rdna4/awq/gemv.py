@@ -278,7 +278,7 @@ def awq_gemv(
     """
     m, k, n, g = check_awq_inputs(x, qweight, scales, qzeros)
     plat = configs_for(x)
-    cfg = config or plat.gemv
+    cfg = config or plat.gemv_for(k, n)
     out = torch.empty((m, n), dtype=x.dtype, device=x.device)
     if m == 0:
         return out
