@@ -4,9 +4,14 @@ RTN-quantized into the exact AWQ or GPTQ checkpoint layout, and its *dequantized
 is written beside it for HF transformers to serve as the reference.
 
 Quantized: every linear `.weight` inside the decoder layers (experts included) except the
-ones SGLang builds unquantized (the MoE router `mlp.gate`, `shared_expert_gate`) and
-DeltaNet's `in_proj_a` / `in_proj_b` (a few columns each, not a multiple of 8; real Qwen3.5
-int4 checkpoints keep them in 16 bits too).
+ones SGLang builds unquantized (the MoE routers `mlp.gate`, `shared_expert_gate`, Gemma 4's
+`router.proj`) and DeltaNet's `in_proj_a` / `in_proj_b` (a few columns each, not a multiple
+of 8; real Qwen3.5 int4 checkpoints keep them in 16 bits too).
+
+Gemma 4 stores its experts fused in 3-D, `experts.gate_up_proj` [E, 2I, H] (gate rows first)
+and `experts.down_proj` [E, H, I], each expert [out, in] like nn.Linear. Int4 checkpoints
+store them per expert, so these are split into `experts.{e}.{gate,up,down}_proj` linears and
+quantized one by one; the dequantized twin re-fuses them into HF's 3-D layout.
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ from sglang.srt.rdna4.awq.packer import quantize_rtn
 from sglang.srt.rdna4.awq.reference import awq_dequantize_ref
 
 UNQUANTIZED = ("in_proj_a", "in_proj_b")
-_ROUTERS = re.compile(r"\.mlp\.gate\.weight$|shared_expert_gate\.weight$")
+_ROUTERS = re.compile(r"\.mlp\.gate\.weight$|shared_expert_gate\.weight$|\.router\.proj\.weight$")
+_FUSED_EXPERTS = re.compile(r"\.experts\.(gate_up_proj|down_proj)$")
 
 
 def is_quantized(name: str, tensor: torch.Tensor) -> bool:
@@ -36,6 +42,34 @@ def is_quantized(name: str, tensor: torch.Tensor) -> bool:
         and not any(f".{m}." in name for m in UNQUANTIZED)
         and "norm" not in name
     )
+
+
+def is_fused_experts(name: str, tensor: torch.Tensor) -> bool:
+    return ".layers." in name and tensor.dim() == 3 and _FUSED_EXPERTS.search(name) is not None
+
+
+def split_fused_experts(name: str, tensor: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-expert [out, in] linears, named as int4 checkpoints name them (`.weight` suffix)."""
+    prefix, kind = name.rsplit(".", 1)
+    out: dict[str, torch.Tensor] = {}
+    for e, w in enumerate(tensor):
+        if kind == "gate_up_proj":
+            gate, up = w.chunk(2, dim=0)
+            out[f"{prefix}.{e}.gate_proj.weight"] = gate.contiguous()
+            out[f"{prefix}.{e}.up_proj.weight"] = up.contiguous()
+        else:
+            out[f"{prefix}.{e}.down_proj.weight"] = w.contiguous()
+    return out
+
+
+def _fuse_experts(name: str, num_experts: int, deq: dict[str, torch.Tensor]) -> torch.Tensor:
+    prefix, kind = name.rsplit(".", 1)
+    if kind == "gate_up_proj":
+        per_expert = [torch.cat([deq[f"{prefix}.{e}.gate_proj.weight"], deq[f"{prefix}.{e}.up_proj.weight"]])
+                      for e in range(num_experts)]
+    else:
+        per_expert = [deq[f"{prefix}.{e}.down_proj.weight"] for e in range(num_experts)]
+    return torch.stack(per_expert)
 
 
 def _awq(w: torch.Tensor, group_size: int, scale_dtype: torch.dtype):
@@ -81,15 +115,20 @@ def quantize_checkpoint(
     deq: dict[str, torch.Tensor] = {}
     count = 0
     for name, tensor in state.items():
-        if is_quantized(name, tensor):
-            tensors, w = quantize(tensor.to(torch.float32), group_size, scale_dtype)
-            base = name[: -len(".weight")]
-            quant.update({f"{base}.{k}": v.contiguous() for k, v in tensors.items()})
-            deq[name] = w.to(torch.float32).contiguous()
-            count += 1
-        else:
-            quant[name] = tensor
-            deq[name] = tensor
+        fused = is_fused_experts(name, tensor)
+        linears = split_fused_experts(name, tensor) if fused else {name: tensor}
+        deq_linears: dict[str, torch.Tensor] = {}
+        for lin_name, lin in linears.items():
+            if is_quantized(lin_name, lin):
+                tensors, w = quantize(lin.to(torch.float32), group_size, scale_dtype)
+                base = lin_name[: -len(".weight")]
+                quant.update({f"{base}.{k}": v.contiguous() for k, v in tensors.items()})
+                deq_linears[lin_name] = w.to(torch.float32).contiguous()
+                count += 1
+            else:
+                quant[lin_name] = lin
+                deq_linears[lin_name] = lin
+        deq.update({name: _fuse_experts(name, tensor.shape[0], deq_linears)} if fused else deq_linears)
     for out, tensors in ((quant_dir, quant), (deq_dir, deq)):
         out.mkdir(parents=True, exist_ok=True)
         for f in float_dir.iterdir():
