@@ -70,7 +70,7 @@ def _runner(num_kv_splits=16):
         ),
         model_config=SimpleNamespace(
             attention_arch=None, num_attention_heads=HQ, get_num_kv_heads=lambda tp: HKV,
-            context_len=128, is_encoder_decoder=False,
+            context_len=128, is_encoder_decoder=False, num_hidden_layers=1,
         ),
         hybrid_gdn_config=None, kimi_linear_config=None, device="cpu", gpu_id=0,
     )
