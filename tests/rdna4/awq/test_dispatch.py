@@ -29,7 +29,8 @@ def test_kernel_choice_by_m_and_layer_size():
     assert path(2, 8192, 28672) == "gemv"  # the GEMV wins at M = 2 too
     assert path(3, 4096, 4096) == "gemm"
     assert path(4, 4096, 4096) == "gemm"
-    assert path(8, 4096, 4096) == "dequant_matmul"  # small layer: dequant + matmul wins at 8
+    assert path(8, 4096, 4096) == "gemm"
+    assert path(16, 4096, 4096) == "dequant_matmul"  # small layer: dequant + matmul wins at 16
     assert path(8, 5120, 5120) == "gemm"
     assert path(16, 5120, 5120, torch.bfloat16) == "dequant_matmul"
     assert path(32, 5120, 13824, torch.bfloat16) == "gemm"  # big layer: GEMM up to 32
