@@ -212,7 +212,7 @@ def install_configs(gemv_cfg=None, gemm_small=None, gemm_large=None):
     new = dataclasses.replace(
         cur,
         gemv=gemv_cfg or cur.gemv,
-        gemv_large=None if gemv_cfg else cur.gemv_large,  # one given config serves every shape
+        gemv_sized=() if gemv_cfg else cur.gemv_sized,  # one given config serves every shape
         gemm_small=gemm_small or cur.gemm_small,
         gemm_large=gemm_large or cur.gemm_large,
     )
@@ -295,8 +295,7 @@ def main() -> None:
         install_configs(awq_config.GemvConfig(**json.loads(Path(args.gemv_config).read_text())))
     cfgs = awq_config.configs_for(torch.empty(1, device=DEV))
     result["configs_used"] = {"gemv": dataclasses.asdict(cfgs.gemv),
-                              "gemv_large": cfgs.gemv_large and dataclasses.asdict(cfgs.gemv_large),
-                              "gemv_large_weights": cfgs.gemv_large_weights,
+                              "gemv_sized": [[w, dataclasses.asdict(c)] for w, c in cfgs.gemv_sized],
                               "gemm_small": dataclasses.asdict(cfgs.gemm_small),
                               "gemm_large": dataclasses.asdict(cfgs.gemm_large)}
     log(f"configs used: {result['configs_used']}")

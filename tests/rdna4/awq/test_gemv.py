@@ -104,6 +104,8 @@ def test_gemv_gpu_real_shapes(dtype, k, n, g, m):
     GemvConfig(256, 32, 2, 4, num_stages=2),
     GemvConfig(32, 16, 1, 8, num_stages=3, vec=1),
     GemvConfig(128, 16, 1, 8, num_stages=3, reduce="two_pass"),
+    GemvConfig(64, 16, 1, 16, min_chunks=4, num_stages=5, vec=2, preload_scales=True),
+    GemvConfig(256, 16, 2, 4, num_stages=3, vec=4, preload_scales=True),
 ])
 def test_gemv_gpu_variants(cfg):
     for dtype in DTYPES:
@@ -115,11 +117,12 @@ def test_gemv_gpu_variants(cfg):
 
 
 # Step variants on CPU: register prefetch, narrow lanes (vec 1, 2), two-pass and atomic
-# split-K, each twice (the atomic workspace must be left zeroed for the next call).
+# split-K, zeros/scales loaded a group ahead, each twice (the atomic workspace must be left zeroed for the next call).
 @pytest.mark.parametrize("cfg", [
     GemvConfig(block_n8=4, block_k=16, num_warps=1, waves=1, min_chunks=1, prefetch=True),
     GemvConfig(block_n8=8, block_k=8, num_warps=1, waves=1, min_chunks=1, vec=2),
     GemvConfig(block_n8=4, block_k=16, num_warps=1, waves=1, min_chunks=1, reduce="two_pass"),
+    GemvConfig(block_n8=4, block_k=8, num_warps=1, waves=1, min_chunks=1, preload_scales=True),
 ])
 @pytest.mark.parametrize("k,n,g,m", [(128, 64, 32, 1), (80, 24, -1, 1), (64, 48, 32, 3)])
 def test_gemv_variants(cfg, k, n, g, m):
@@ -149,6 +152,20 @@ def test_gemv_config_by_layer_size():
     plat = platform_configs("cpu")
     assert plat.gemv_for(8192, 28672) is plat.gemv  # no size classes on CPU
     big = GemvConfig(256, 16, 2, 4, vec=4)
-    sized = dataclasses.replace(plat, gemv_large=big, gemv_large_weights=100_000_000)
+    mid = GemvConfig(64, 8, 1, 16, num_stages=4)
+    sized = dataclasses.replace(plat, gemv_sized=((100_000_000, big), (40_000_000, mid)))
     assert sized.gemv_for(5120, 27648) is big
-    assert sized.gemv_for(5120, 13824) is plat.gemv
+    assert sized.gemv_for(5120, 13824) is mid
+    assert sized.gemv_for(5120, 5120) is plat.gemv
+
+
+def test_split_plan_keeps_programs_within_target():
+    from sglang.srt.rdna4.awq.config import split_plan
+
+    # 5120x27648 on 132 SMs (14 tiles, 320 steps, 8 per group, 528 slots): whole groups
+    # would take 40 splits (560 programs); 36 unaligned splits of 9 steps fit.
+    assert split_plan(320, 14, 528, 2, align=8) == (36, 9)
+    # 8192x28672: rounding 14 steps up to 16 lowers the count (448 programs); kept.
+    assert split_plan(512, 14, 528, 2, align=8) == (32, 16)
+    # Splits shorter than a group are never rounded.
+    assert split_plan(320, 27, 2112, 4, align=8) == (64, 5)

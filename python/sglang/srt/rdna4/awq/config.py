@@ -9,7 +9,7 @@ GEMV, bench_awq.py --sweep for the GEMM).
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -25,6 +25,8 @@ class GemvConfig:
     num_stages: int = 3  # software pipelining of the K loop (cp.async stages on NVIDIA)
     prefetch: bool = False  # instead: load the next K-step into registers before this one's math
     vec: int = 4  # packed words per lane and load (4: 16-byte loads)
+    preload_scales: bool = False  # load each group's zeros/scales one group ahead
+    align_splits: bool = True  # splits of a group or more start on group boundaries
 
 
 @dataclass(frozen=True)
@@ -46,26 +48,32 @@ class PlatformConfigs:
     gemm_small: GemmConfig  # M <= 16
     gemm_large: GemmConfig  # M > 16
     compute_units: int
-    gemv_large: GemvConfig | None = None  # layers of at least gemv_large_weights (K * N)
-    gemv_large_weights: int = 0
+    # (at least this many weights K * N, GEMV config), largest first; smaller layers: gemv
+    gemv_sized: tuple[tuple[int, GemvConfig], ...] = ()
 
     def gemv_for(self, k: int, n: int) -> GemvConfig:
-        if self.gemv_large is not None and k * n >= self.gemv_large_weights:
-            return self.gemv_large
+        for min_weights, cfg in self.gemv_sized:
+            if k * n >= min_weights:
+                return cfg
         return self.gemv
 
 
 # NVIDIA: from the H100 runs (benchmarks/awq/results_h100.json; GEMV sweeps in
-# sweep_gemv_h100.json and, per shape, sweep_gemv_split_h100.json): the GEMV in one-warp
-# programs, 2 packed words (16 columns) per lane, 16-row steps through a 3-stage cp.async
-# pipeline, ~16 programs per SM with at least 4 steps each, split-K by FP32 atomics; layers
-# of >= 100M weights (5120x27648, 8192x28672) in two-warp programs of 4 words per lane, ~4
-# per SM (5-7% faster there, 5-10% slower on the smaller layers); the GEMM in 16-row tiles,
-# 3-stage pipelined K loop, ~2 programs per SM.
+# sweep_gemv_h100.json, per shape in sweep_gemv_split_h100.json and probe_gemv_floor_*):
+# the GEMV in one-warp programs, 2 packed words (16 columns) per lane, 16-row steps through
+# a 3-stage cp.async pipeline, ~16 programs per SM with at least 4 steps each, split-K by
+# FP32 atomics; layers of >= 40M weights (the 13824 shapes) in 8-row steps 4 deep (3-4%
+# faster there, 5-7% slower on 4096x4096 and 5120x5120); layers of >= 100M weights
+# (5120x27648, 8192x28672) in two-warp programs of 4 words per lane, ~4 per SM (5-7% faster
+# there, 5-10% slower on the smaller layers); the GEMM in 16-row tiles, 3-stage pipelined K
+# loop, ~2 programs per SM.
+_NVIDIA_GEMV = GemvConfig(block_n8=64, block_k=16, num_warps=1, waves=16, min_chunks=4, num_stages=3, vec=2)
 _NVIDIA = dict(
-    gemv=GemvConfig(block_n8=64, block_k=16, num_warps=1, waves=16, min_chunks=4, num_stages=3, vec=2),
-    gemv_large=GemvConfig(block_n8=256, block_k=16, num_warps=2, waves=4, num_stages=3, vec=4),
-    gemv_large_weights=100_000_000,
+    gemv=_NVIDIA_GEMV,
+    gemv_sized=(
+        (100_000_000, GemvConfig(block_n8=256, block_k=16, num_warps=2, waves=4, num_stages=3, vec=4)),
+        (40_000_000, replace(_NVIDIA_GEMV, block_k=8, num_stages=4)),
+    ),
     gemm_small=GemmConfig(block_m=16, block_n8=32, block_k=64, num_warps=4, num_stages=3, waves=2,
                           atomic_reduce=True),
     gemm_large=GemmConfig(block_m=16, block_n8=32, block_k=64, num_warps=4, num_stages=3, waves=2),
@@ -116,13 +124,17 @@ def split_plan(num_chunks: int, programs: int, target: int, min_chunks: int,
                align: int = 1) -> tuple[int, int]:
     """(split_k, chunks_per_split) so programs * split_k ~ target with no empty split.
 
-    ``align`` (chunks per quantization group): a split of at least a group is rounded up
-    to whole groups, so splits start on group boundaries.
+    ``align`` (chunks per quantization group): a split of at least a group is rounded to
+    whole groups, so splits start on group boundaries.
     """
     want = max(1, -(-target // max(programs, 1)))
     most = max(1, num_chunks // max(min_chunks, 1))
     split = max(1, min(want, most, num_chunks))
     per = -(-num_chunks // split)
     if align > 1 and per > align:
-        per = max(align, round(per / align) * align)
+        aligned = max(align, round(per / align) * align)
+        # Rounding down to whole groups adds splits; past the target they would run as a
+        # partial second wave of programs (5120x27648 on an H100: 560 for 528 slots, 3%).
+        if aligned > per or -(-num_chunks // aligned) * programs <= target:
+            per = aligned
     return -(-num_chunks // per), per

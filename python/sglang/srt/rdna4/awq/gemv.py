@@ -68,6 +68,16 @@ def _scale(ptr, mask):
 
 
 @triton.jit
+def _group_params(qz_ptr, s_ptr, g, N, N8, cols8, col_ok):
+    """Packed zero points and the eight columns' scales (FP32) of group g for a tile."""
+    zw = tl.load(qz_ptr + g * N8 + cols8, mask=col_ok, other=0)
+    s_base = s_ptr + (g * N).to(tl.int64) + cols8 * 8
+    return (zw, _scale(s_base + 0, col_ok), _scale(s_base + 1, col_ok), _scale(s_base + 2, col_ok),
+            _scale(s_base + 3, col_ok), _scale(s_base + 4, col_ok), _scale(s_base + 5, col_ok),
+            _scale(s_base + 6, col_ok), _scale(s_base + 7, col_ok))
+
+
+@triton.jit
 def _load_step(q_cols, x_row, c, chunks_per_group, G, N8, rows, col_ok,
                BLOCK_K: tl.constexpr, EVEN_K: tl.constexpr, MASK_N: tl.constexpr):
     """Packed words [BLOCK_K, BLOCK_N8] and x [BLOCK_K] (FP32) of K-step c."""
@@ -102,6 +112,7 @@ def awq_gemv_kernel(
     chunks_per_group, num_chunks, chunks_per_split, split_k, one,
     BLOCK_N8: tl.constexpr, BLOCK_K: tl.constexpr, EVEN_K: tl.constexpr, MASK_N: tl.constexpr,
     VEC: tl.constexpr, PREFETCH: tl.constexpr, NUM_STAGES: tl.constexpr, REDUCE: tl.constexpr,
+    PRELOAD_SCALES: tl.constexpr,
 ):
     # EVEN_K: BLOCK_K divides G, so no step runs past its group and the loads need no mask.
     pid_m = tl.program_id(0)  # rows of x vary fastest: their programs share weight reads in L2
@@ -152,6 +163,12 @@ def awq_gemv_kernel(
     # to its first use).
     c_lo = pid_k * chunks_per_split
     c_hi = tl.minimum(c_lo + chunks_per_split, num_chunks)
+    if PRELOAD_SCALES:
+        # The first group's zero points and scales go out with the first weight loads, so
+        # a short split does not end with a second round trip to memory.
+        g_last = num_chunks // chunks_per_group - 1
+        zw_n, s0_n, s1_n, s2_n, s3_n, s4_n, s5_n, s6_n, s7_n = _group_params(
+            qz_ptr, s_ptr, c_lo // chunks_per_group, N, N8, cols8, col_ok)
     if PREFETCH:
         q_nxt, x_nxt = _load_step(q_cols, x_row, c_lo, chunks_per_group, G, N8, rows, col_ok,
                                   BLOCK_K, EVEN_K, MASK_N)
@@ -182,17 +199,25 @@ def awq_gemv_kernel(
         a0 += _xdot(x, rot, 0xF0000, one)
 
         if ((c + 1) % chunks_per_group == 0) | (c + 1 == c_hi):
-            g = c // chunks_per_group
-            zw = tl.load(qz_ptr + g * N8 + cols8, mask=col_ok, other=0)
-            s_base = s_ptr + (g * N).to(tl.int64) + cols8 * 8
-            y0 += _group_out(a0, xs, (zw >> 0) & 0xF, _scale(s_base + 0, col_ok), 128.0)
-            y1 += _group_out(a1, xs, (zw >> 16) & 0xF, _scale(s_base + 1, col_ok), 128.0)
-            y2 += _group_out(a2, xs, (zw >> 4) & 0xF, _scale(s_base + 2, col_ok), 2048.0)
-            y3 += _group_out(a3, xs, (zw >> 20) & 0xF, _scale(s_base + 3, col_ok), 2048.0)
-            y4 += _group_out(a4, xs, (zw >> 8) & 0xF, _scale(s_base + 4, col_ok), 128.0)
-            y5 += _group_out(a5, xs, (zw >> 24) & 0xF, _scale(s_base + 5, col_ok), 128.0)
-            y6 += _group_out(a6, xs, (zw >> 12) & 0xF, _scale(s_base + 6, col_ok), 2048.0)
-            y7 += _group_out(a7, xs, (zw >> 28) & 0xF, _scale(s_base + 7, col_ok), 2048.0)
+            if PRELOAD_SCALES:
+                zw = zw_n
+                s0, s1, s2, s3, s4, s5, s6, s7 = s0_n, s1_n, s2_n, s3_n, s4_n, s5_n, s6_n, s7_n
+                # The next group's, so no group end waits on a load (clamped: the last loads
+                # its own group again, which is in cache).
+                g_nxt = tl.minimum(c // chunks_per_group + 1, g_last)
+                zw_n, s0_n, s1_n, s2_n, s3_n, s4_n, s5_n, s6_n, s7_n = _group_params(
+                    qz_ptr, s_ptr, g_nxt, N, N8, cols8, col_ok)
+            else:
+                zw, s0, s1, s2, s3, s4, s5, s6, s7 = _group_params(
+                    qz_ptr, s_ptr, c // chunks_per_group, N, N8, cols8, col_ok)
+            y0 += _group_out(a0, xs, (zw >> 0) & 0xF, s0, 128.0)
+            y1 += _group_out(a1, xs, (zw >> 16) & 0xF, s1, 128.0)
+            y2 += _group_out(a2, xs, (zw >> 4) & 0xF, s2, 2048.0)
+            y3 += _group_out(a3, xs, (zw >> 20) & 0xF, s3, 2048.0)
+            y4 += _group_out(a4, xs, (zw >> 8) & 0xF, s4, 128.0)
+            y5 += _group_out(a5, xs, (zw >> 24) & 0xF, s5, 128.0)
+            y6 += _group_out(a6, xs, (zw >> 12) & 0xF, s6, 2048.0)
+            y7 += _group_out(a7, xs, (zw >> 28) & 0xF, s7, 2048.0)
             a0 = tl.zeros((BLOCK_N8,), dtype=tl.float32)
             a1 = tl.zeros((BLOCK_N8,), dtype=tl.float32)
             a2 = tl.zeros((BLOCK_N8,), dtype=tl.float32)
@@ -253,7 +278,7 @@ def gemv_plan(m: int, k: int, n: int, g: int, cfg: GemvConfig, units: int,
     n_tiles = triton.cdiv(n // 8, cfg.block_n8)
     if split_k is None:
         split, per = split_plan(num_chunks, n_tiles * m, cfg.waves * units, cfg.min_chunks,
-                                align=chunks_per_group)
+                                align=chunks_per_group if cfg.align_splits else 1)
     else:
         per = -(-num_chunks // max(1, min(split_k, num_chunks)))
         split = -(-num_chunks // per)
@@ -293,7 +318,7 @@ def awq_gemv(
         BLOCK_N8=cfg.block_n8, BLOCK_K=p["block_k"], EVEN_K=g % p["block_k"] == 0,
         MASK_N=n // 8 < cfg.block_n8, VEC=min(cfg.vec, (n // 8) & -(n // 8)), PREFETCH=cfg.prefetch,
         NUM_STAGES=cfg.num_stages,
-        REDUCE=REDUCE_MODES[reduce],
+        REDUCE=REDUCE_MODES[reduce], PRELOAD_SCALES=cfg.preload_scales,
         num_warps=cfg.num_warps, num_stages=cfg.num_stages,
     )
     if reduce == "two_pass":
