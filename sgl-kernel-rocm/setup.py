@@ -51,7 +51,8 @@ def _extension_kwargs() -> dict:
         _log(f"{compiler} not found: skipping the compiled extension")
         return {}
     _log(f"building sgl_kernel._C from {len(sources)} source(s) with {compiler}")
-    nvcc_flags = ["-O3"]
+    # ROCm: hardware FP32 atomic add (the AWQ GEMV's split-K) instead of a compare-swap loop.
+    nvcc_flags = ["-O3", "-munsafe-fp-atomics"] if is_rocm else ["-O3"]
     ext = CUDAExtension(
         name="sgl_kernel._C",
         sources=sources,

@@ -7,32 +7,17 @@ package builds it through sgl-kernel-rocm's own setup.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
 
-import torch
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "sgl-kernel-rocm"))
 
-CSRC = Path(__file__).resolve().parents[2] / "sgl-kernel-rocm" / "csrc"
+from sgl_kernel.testing.jit_build import build_awq_gemv  # noqa: E402
 
 
 def build(verbose: bool = False):
-    from torch.utils.cpp_extension import load
-
-    flags = ["-O3", "--use_fast_math"] if torch.version.hip is None else ["-O3"]
-    if torch.version.hip is None and torch.cuda.is_available():
-        major, minor = torch.cuda.get_device_capability()
-        flags.append(f"-gencode=arch=compute_{major}{minor},code=sm_{major}{minor}")
-    return load(
-        name="sgl_kernel_rocm_awq_gemv",
-        sources=[str(CSRC / "awq_gemv.cu")],
-        extra_include_paths=[str(CSRC)],
-        extra_cuda_cflags=flags,
-        build_directory=os.environ.get("AWQ_HIP_BUILD_DIR") or None,
-        is_python_module=False,
-        verbose=verbose,
-    )
+    build_awq_gemv(verbose=verbose)
 
 
 if __name__ == "__main__":

@@ -1,201 +1,149 @@
-// AWQ int4 GEMV (decode, small M): out[M, N] = x[M, K] @ dequant(qweight, scales, qzeros).
+// AWQ int4 GEMV (decode, small M) as a torch op; the kernel and its launch plan are in
+// awq_gemv_kernel.cuh.
 //
-// Layout (AutoAWQ gemm checkpoints): qweight [K, N/8] int32, qzeros [K/G, N/8] int32,
-// scales [K/G, N] (fp16 or bf16, same dtype as x); column 8t+i sits in word t at bits
-// 4*ORDER[i], ORDER = {0,4,1,5,2,6,3,7}; w = (q - z) * s.
-//
-// Design: a block covers TPS*8 output columns of one row of x. Its threads form SPLITS
-// groups of TPS threads ("splits"); split s walks quantization groups s, s+SPLITS, ...
-// Each thread owns 8 adjacent output columns and reads one uint32 per K row for them
-// (a split reads TPS*4 contiguous bytes per row). Dequantization and accumulation are
-// FP32: a nibble OR-ed into the bits of 2^23 is the float 2^23 + q exactly, so no
-// int->float conversion is needed. Per group the FP32 dot is scaled once; at the end the
-// splits are reduced in FP32 through shared memory (LDS) and written in x's dtype.
-//
-// Builds with nvcc, and with hipcc after torch's extension builder hipifies it (CUDA
-// API names map to HIP; see hip_compat.h for the types); registered as
-// torch.ops.sgl_kernel_rocm.awq_gemv(x, qweight, scales, qzeros, group_size).
+// Builds with nvcc, and with hipcc after torch's extension builder hipifies it (see
+// hip_compat.h). Registered as torch.ops.sgl_kernel_rocm.awq_gemv(x, qweight, scales,
+// qzeros, group_size, workspace=None, counters=None); pass the FP32 workspace (>= M*N,
+// zeroed) and int32 counters (>= M * ceil(N/256), zeroed) to avoid allocating per call.
 
 #include <torch/library.h>
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 
+#include <cstdint>
+#include <optional>
+#include <vector>
+
 #include "hip_compat.h"
+#include "awq_gemv_kernel.cuh"
 
 namespace sglr_awq {
 
-// Bit position of column 8t+i inside word t: 4 * ORDER[i], ORDER = {0,4,1,5,2,6,3,7}.
-__host__ __device__ constexpr int awq_shift(int i) { return 4 * ((i & 1) * 4 + (i >> 1)); }
-constexpr float kMagic = 8388608.0f;  // 2^23
-constexpr unsigned kMagicBits = 0x4B000000u;
-
-template <typename T, int TPS, int SPLITS, int UNROLL>
-__global__ void __launch_bounds__(TPS* SPLITS)
-awq_gemv_kernel(const T* __restrict__ x, const unsigned* __restrict__ qweight,
-                const T* __restrict__ scales, const unsigned* __restrict__ qzeros,
-                T* __restrict__ out, int K, int N, int G) {
-  const int n8 = N / 8;
-  const int lane = threadIdx.x % TPS;
-  const int split = threadIdx.x / TPS;
-  const int col8 = blockIdx.x * TPS + lane;
-  const int m = blockIdx.y;
-  const bool active = col8 < n8;
-  const int groups = K / G;
-  const T* xrow = x + static_cast<long long>(m) * K;
-
-  float acc[8];
-#pragma unroll
-  for (int i = 0; i < 8; ++i) acc[i] = 0.f;
-
-  if (active) {
-    for (int g = split; g < groups; g += SPLITS) {
-      const unsigned zw = qzeros[static_cast<long long>(g) * n8 + col8];
-      float zc[8];
-#pragma unroll
-      for (int i = 0; i < 8; ++i) zc[i] = kMagic + static_cast<float>((zw >> awq_shift(i)) & 0xFu);
-
-      float part[8];
-#pragma unroll
-      for (int i = 0; i < 8; ++i) part[i] = 0.f;
-
-      const unsigned* wp = qweight + static_cast<long long>(g) * G * n8 + col8;
-      const T* xp = xrow + static_cast<long long>(g) * G;
-      int r = 0;
-      for (; r + UNROLL <= G; r += UNROLL) {
-        unsigned w[UNROLL];
-        float xv[UNROLL];
-#pragma unroll
-        for (int u = 0; u < UNROLL; ++u) {
-          w[u] = __ldg(wp + static_cast<long long>(r + u) * n8);
-          xv[u] = sglr_to_float(xp[r + u]);
-        }
-#pragma unroll
-        for (int u = 0; u < UNROLL; ++u) {
-#pragma unroll
-          for (int i = 0; i < 8; ++i) {
-            const float q = sglr_bits_to_float(((w[u] >> awq_shift(i)) & 0xFu) | kMagicBits);
-            part[i] = fmaf(xv[u], q - zc[i], part[i]);
-          }
-        }
-      }
-      for (; r < G; ++r) {
-        const unsigned w = __ldg(wp + static_cast<long long>(r) * n8);
-        const float xv = sglr_to_float(xp[r]);
-#pragma unroll
-        for (int i = 0; i < 8; ++i) {
-          const float q = sglr_bits_to_float(((w >> awq_shift(i)) & 0xFu) | kMagicBits);
-          part[i] = fmaf(xv, q - zc[i], part[i]);
-        }
-      }
-      const T* sp = scales + static_cast<long long>(g) * N + col8 * 8;
-#pragma unroll
-      for (int i = 0; i < 8; ++i) acc[i] = fmaf(part[i], sglr_to_float(sp[i]), acc[i]);
-    }
+inline int units_of(int device) {
+  static int cached[64] = {0};
+  if (device < 0 || device >= 64) device = 0;
+  if (cached[device] == 0) {
+    int sms = 0;
+    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
+    cached[device] = sms > 0 ? sms : 1;
   }
+  return cached[device];
+}
 
-  if constexpr (SPLITS == 1) {
-    if (active) {
-#pragma unroll
-      for (int i = 0; i < 8; ++i) out[static_cast<long long>(m) * N + col8 * 8 + i] = sglr_from_float<T>(acc[i]);
-    }
-    return;
-  } else {
-    // FP32 reduction over splits in shared memory (LDS): red[split][i][lane].
-    __shared__ float red[SPLITS][8][TPS];
-#pragma unroll
-    for (int i = 0; i < 8; ++i) red[split][i][lane] = acc[i];
-    __syncthreads();
-    // TPS*SPLITS threads reduce 8*TPS outputs.
-    for (int o = threadIdx.x; o < 8 * TPS; o += TPS * SPLITS) {
-      const int i = o / TPS;
-      const int l = o % TPS;
-      float sum = 0.f;
-#pragma unroll
-      for (int s = 0; s < SPLITS; ++s) sum += red[s][i][l];
-      const int c8 = blockIdx.x * TPS + l;
-      if (c8 < n8) out[static_cast<long long>(m) * N + c8 * 8 + i] = sglr_from_float<T>(sum);
-    }
+template <typename T, int VEC, int ROWS>
+void launch(const at::Tensor& x, const at::Tensor& qweight, const at::Tensor& scales, const at::Tensor& qzeros,
+            at::Tensor& out, float* ws, int* counters, int K, int N, int G, const Plan& p, cudaStream_t stream) {
+  const dim3 grid(static_cast<unsigned>(x.size(0)), p.tiles, p.splits);
+  awq_gemv_kernel<T, VEC, ROWS><<<grid, dim3(kWarps * kWarp), 0, stream>>>(
+      reinterpret_cast<const T*>(x.data_ptr()), reinterpret_cast<const unsigned*>(qweight.data_ptr<int>()),
+      reinterpret_cast<const T*>(scales.data_ptr()), reinterpret_cast<const unsigned*>(qzeros.data_ptr<int>()),
+      reinterpret_cast<T*>(out.data_ptr()), ws, counters, K, N, G, p.steps_per_warp);
+}
+
+template <typename T, int ROWS>
+void launch_vec(const at::Tensor& x, const at::Tensor& qweight, const at::Tensor& scales, const at::Tensor& qzeros,
+                at::Tensor& out, float* ws, int* counters, int K, int N, int G, const Plan& p, cudaStream_t stream) {
+  switch (p.vec) {
+#if SGLR_AWQ_MAX_VEC >= 4
+    case 4: launch<T, 4, ROWS>(x, qweight, scales, qzeros, out, ws, counters, K, N, G, p, stream); break;
+#endif
+    case 2: launch<T, 2, ROWS>(x, qweight, scales, qzeros, out, ws, counters, K, N, G, p, stream); break;
+    default: launch<T, 1, ROWS>(x, qweight, scales, qzeros, out, ws, counters, K, N, G, p, stream); break;
   }
 }
 
-template <typename T, int TPS>
-void launch_for_splits(const at::Tensor& x, const at::Tensor& qweight, const at::Tensor& scales,
-                       const at::Tensor& qzeros, at::Tensor& out, int K, int N, int G, int splits,
-                       cudaStream_t stream) {
-  const int m = static_cast<int>(x.size(0));
-  dim3 grid((N / 8 + TPS - 1) / TPS, m);
-  const T* xp = reinterpret_cast<const T*>(x.data_ptr());
-  const unsigned* qw = reinterpret_cast<const unsigned*>(qweight.data_ptr<int>());
-  const T* sp = reinterpret_cast<const T*>(scales.data_ptr());
-  const unsigned* qz = reinterpret_cast<const unsigned*>(qzeros.data_ptr<int>());
-  T* op = reinterpret_cast<T*>(out.data_ptr());
-#define SGLR_LAUNCH(S)                                                                  \
-  awq_gemv_kernel<T, TPS, S, 8><<<grid, dim3(TPS * S), 0, stream>>>(xp, qw, sp, qz, op, K, N, G)
-  switch (splits) {
-    case 1: SGLR_LAUNCH(1); break;
-    case 2: SGLR_LAUNCH(2); break;
-    case 4: SGLR_LAUNCH(4); break;
-    case 8: SGLR_LAUNCH(8); break;
-    default: SGLR_LAUNCH(16); break;
-  }
-#undef SGLR_LAUNCH
+template <typename T>
+void launch_rows(const at::Tensor& x, const at::Tensor& qweight, const at::Tensor& scales, const at::Tensor& qzeros,
+                 at::Tensor& out, float* ws, int* counters, int K, int N, int G, const Plan& p, cudaStream_t stream) {
+#if SGLR_AWQ_MAX_ROWS >= 16
+  if (p.rows == 16) return launch_vec<T, 16>(x, qweight, scales, qzeros, out, ws, counters, K, N, G, p, stream);
+#endif
+  launch_vec<T, kMinRows>(x, qweight, scales, qzeros, out, ws, counters, K, N, G, p, stream);
 }
 
-// Splits: 16 (a 512-thread block with 32 threads per split), fewer when K has fewer groups.
-inline int choose_splits(int groups) {
-  int splits = 16;
-  while (splits > 1 && splits > groups) splits /= 2;
-  return splits;
-}
-
-at::Tensor awq_gemv(const at::Tensor& x, const at::Tensor& qweight, const at::Tensor& scales,
-                    const at::Tensor& qzeros, int64_t group_size) {
-  TORCH_CHECK(x.is_cuda(), "awq_gemv: x must be on the GPU");
-  TORCH_CHECK(x.dim() == 2, "awq_gemv: x must be [M, K]; reshape first");
-  TORCH_CHECK(x.scalar_type() == at::kHalf || x.scalar_type() == at::kBFloat16,
+at::Tensor awq_gemv(const at::Tensor& x_in, const at::Tensor& qweight, const at::Tensor& scales,
+                    const at::Tensor& qzeros, int64_t group_size, const std::optional<at::Tensor>& workspace,
+                    const std::optional<at::Tensor>& counters) {
+  TORCH_CHECK(x_in.is_cuda(), "awq_gemv: x must be on the GPU");
+  TORCH_CHECK(x_in.dim() == 2, "awq_gemv: x must be [M, K]; reshape first");
+  TORCH_CHECK(x_in.scalar_type() == at::kHalf || x_in.scalar_type() == at::kBFloat16,
               "awq_gemv: x must be float16 or bfloat16");
-  TORCH_CHECK(scales.scalar_type() == x.scalar_type(),
+  TORCH_CHECK(scales.scalar_type() == x_in.scalar_type(),
               "awq_gemv: scales dtype must equal x dtype; cast scales to the model dtype at load");
   TORCH_CHECK(qweight.scalar_type() == at::kInt && qzeros.scalar_type() == at::kInt,
               "awq_gemv: qweight and qzeros must be int32 (AWQ checkpoint layout)");
-  TORCH_CHECK(x.is_contiguous() && qweight.is_contiguous() && scales.is_contiguous() && qzeros.is_contiguous(),
-              "awq_gemv: all inputs must be contiguous");
-  const int K = static_cast<int>(x.size(1));
+  TORCH_CHECK(qweight.is_contiguous() && scales.is_contiguous() && qzeros.is_contiguous(),
+              "awq_gemv: qweight, scales and qzeros must be contiguous");
+  const int K = static_cast<int>(x_in.size(1));
   TORCH_CHECK(qweight.dim() == 2 && qweight.size(0) == K, "awq_gemv: qweight must be [K, N/8]");
   const int N = static_cast<int>(qweight.size(1) * 8);
   const int G = group_size <= 0 ? K : static_cast<int>(group_size);
-  TORCH_CHECK(K % G == 0, "awq_gemv: group_size must divide K");
+  TORCH_CHECK(G > 0 && K % G == 0, "awq_gemv: group_size must divide K");
+  TORCH_CHECK(G % kMinRows == 0, "awq_gemv: group_size (and K) must be a multiple of 8, got ", G);
   TORCH_CHECK(scales.dim() == 2 && scales.size(0) == K / G && scales.size(1) == N,
               "awq_gemv: scales must be [K/G, N]");
   TORCH_CHECK(qzeros.dim() == 2 && qzeros.size(0) == K / G && qzeros.size(1) == N / 8,
               "awq_gemv: qzeros must be [K/G, N/8]");
+  TORCH_CHECK(reinterpret_cast<uintptr_t>(scales.data_ptr()) % 16 == 0,
+              "awq_gemv: scales must be 16-byte aligned (a fresh or .contiguous() tensor is)");
 
-  const c10::cuda::CUDAGuard guard(x.device());
-  at::Tensor out = at::empty({x.size(0), N}, x.options());
-  if (x.size(0) == 0) return out;
-  cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  int sms = 0;
-  cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, x.device().index());
-  const int n8 = N / 8;
-  // 32 threads per split (one RDNA4 wave32); narrower splits when 32 would leave the
-  // GPU with fewer than two blocks per compute unit.
-  const bool narrow = (n8 + 31) / 32 * x.size(0) < 2 * sms;
-  const int splits = choose_splits(K / G);
-  if (x.scalar_type() == at::kHalf) {
-    if (narrow) launch_for_splits<sglr_half, 16>(x, qweight, scales, qzeros, out, K, N, G, splits, stream);
-    else launch_for_splits<sglr_half, 32>(x, qweight, scales, qzeros, out, K, N, G, splits, stream);
-  } else {
-    if (narrow) launch_for_splits<sglr_bf16, 16>(x, qweight, scales, qzeros, out, K, N, G, splits, stream);
-    else launch_for_splits<sglr_bf16, 32>(x, qweight, scales, qzeros, out, K, N, G, splits, stream);
+  const c10::cuda::CUDAGuard guard(x_in.device());
+  // x is read 8 rows (16 bytes) at a time: make it contiguous and aligned.
+  at::Tensor x = x_in.contiguous();
+  if (reinterpret_cast<uintptr_t>(x.data_ptr()) % 16 != 0) x = x.clone();
+  const int m = static_cast<int>(x.size(0));
+  at::Tensor out = at::empty({m, N}, x.options());
+  if (m == 0 || N == 0) return out;
+
+  const Plan p = plan_for(m, K, N, G, units_of(x.device().index()), qweight.data_ptr(), qzeros.data_ptr());
+  float* ws_ptr = nullptr;
+  int* cnt_ptr = nullptr;
+  at::Tensor ws_owned, cnt_owned;
+  if (p.splits > 1) {
+    const long long need_ws = static_cast<long long>(m) * N;
+    const long long need_cnt = static_cast<long long>(m) * p.tiles;
+    if (workspace.has_value()) {
+      TORCH_CHECK(workspace->is_cuda() && workspace->scalar_type() == at::kFloat && workspace->is_contiguous() &&
+                      workspace->numel() >= need_ws && workspace->device() == x.device(),
+                  "awq_gemv: workspace must be a zeroed contiguous float32 tensor on x's device with >= M*N = ",
+                  need_ws, " elements");
+      ws_ptr = workspace->data_ptr<float>();
+    } else {
+      ws_owned = at::zeros({need_ws}, x.options().dtype(at::kFloat));
+      ws_ptr = ws_owned.data_ptr<float>();
+    }
+    if (counters.has_value()) {
+      TORCH_CHECK(counters->is_cuda() && counters->scalar_type() == at::kInt && counters->is_contiguous() &&
+                      counters->numel() >= need_cnt && counters->device() == x.device(),
+                  "awq_gemv: counters must be a zeroed contiguous int32 tensor on x's device with >= ", need_cnt,
+                  " elements");
+      cnt_ptr = counters->data_ptr<int>();
+    } else {
+      cnt_owned = at::zeros({need_cnt}, x.options().dtype(at::kInt));
+      cnt_ptr = cnt_owned.data_ptr<int>();
+    }
   }
+  cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  if (x.scalar_type() == at::kHalf) launch_rows<sglr_half>(x, qweight, scales, qzeros, out, ws_ptr, cnt_ptr, K, N, G, p, stream);
+  else launch_rows<sglr_bf16>(x, qweight, scales, qzeros, out, ws_ptr, cnt_ptr, K, N, G, p, stream);
   return out;
+}
+
+// (vec, rows, tiles, splits, steps_per_warp) the op would use: for tests and the benchmark log.
+std::vector<int64_t> awq_gemv_plan(int64_t m, int64_t k, int64_t n, int64_t g, int64_t units) {
+  const Plan p = plan_for(static_cast<int>(m), static_cast<int>(k), static_cast<int>(n),
+                          static_cast<int>(g <= 0 ? k : g), static_cast<int>(units), nullptr, nullptr);
+  return {p.vec, p.rows, p.tiles, p.splits, p.steps_per_warp};
 }
 
 }  // namespace sglr_awq
 
 TORCH_LIBRARY_FRAGMENT(sgl_kernel_rocm, m) {
-  m.def("awq_gemv(Tensor x, Tensor qweight, Tensor scales, Tensor qzeros, int group_size) -> Tensor");
+  m.def(
+      "awq_gemv(Tensor x, Tensor qweight, Tensor scales, Tensor qzeros, int group_size, "
+      "Tensor? workspace=None, Tensor? counters=None) -> Tensor");
+  m.def("awq_gemv_plan(int m, int k, int n, int group_size, int units) -> int[]", &sglr_awq::awq_gemv_plan);
 }
 
 TORCH_LIBRARY_IMPL(sgl_kernel_rocm, CUDA, m) { m.impl("awq_gemv", &sglr_awq::awq_gemv); }

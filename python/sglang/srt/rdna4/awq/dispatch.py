@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import torch
 
-from sglang.srt.rdna4.awq.common import check_awq_inputs
+from sglang.srt.rdna4.awq.common import WORKSPACE, check_awq_inputs
 from sglang.srt.rdna4.envs import env_int
 
 logger = logging.getLogger(__name__)
@@ -94,6 +94,17 @@ def hip_gemv_op():
         return None
 
 
+HIP_GEMV_TILE_COLS = 256  # the narrowest column tile of csrc/awq_gemv.cu (32 lanes x 8)
+
+
+def hip_gemv(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, qzeros: torch.Tensor,
+             group_size: int) -> torch.Tensor:
+    """The HIP GEMV with the shared split-K workspace (zeroed, and left zeroed by the op)."""
+    m, n = x.shape[0], qweight.shape[1] * 8
+    ws, counters = WORKSPACE.get(x.device, m * n, m * -(-n // HIP_GEMV_TILE_COLS), zeroed=True)
+    return hip_gemv_op()(x, qweight, scales, qzeros, group_size, ws, counters)
+
+
 def gemv_impl() -> str:
     raw = os.environ.get(GEMV_IMPL_ENV, "auto").strip().lower()
     if raw not in ("auto", "triton", "hip"):
@@ -103,8 +114,8 @@ def gemv_impl() -> str:
             f"{GEMV_IMPL_ENV}=hip but torch.ops.sgl_kernel_rocm.awq_gemv is not loaded: build "
             f"sgl-kernel-rocm with a HIP compiler present, or set {GEMV_IMPL_ENV}=triton"
         )
-    # auto: the Triton GEMV, 1.5-2.6x faster than the HIP one on the H100; the HIP one is
-    # opt-in until measured on RDNA4 hardware.
+    # auto: the Triton GEMV, 1.1-1.4x faster than the HIP one on the H200 (nvcc build,
+    # benchmarks/awq/results_h200.json); the HIP one is opt-in until measured on RDNA4.
     return "hip" if raw == "hip" else "triton"
 
 
@@ -299,7 +310,7 @@ def awq_linear(
 
         y = awq_gemv(x2, qweight, scales, qzeros)
     elif path == "hip_gemv":
-        y = hip_gemv_op()(x2, qweight, scales.to(x2.dtype), qzeros, g)
+        y = hip_gemv(x2, qweight, scales.to(x2.dtype), qzeros, g)
     elif path == "upstream_fused":
         y = upstream_fused_gemm()(x2, qweight, scales.to(x2.dtype), qzeros, 8)
     elif path == "gemm":
