@@ -346,7 +346,7 @@ def main() -> None:
                     run("ours_dequant_matmul",
                         lambda q: torch.matmul(x, awq_dequantize(q.qweight, q.scales, q.qzeros, dtype=dtype)))
                 if hip_op is not None and m <= 4:
-                    run("hip_gemv", lambda q: hip_op(x, q.qweight, q.scales, q.qzeros, GROUP))
+                    run("hip_gemv", lambda q: dispatch.hip_gemv(x, q.qweight, q.scales, q.qzeros, GROUP))
                 row["dispatch_path"] = dispatch.kernel_for(m, dtype, x.device, th, k, n)
                 run("ours_dispatch", lambda q: dispatch.awq_linear(x, q.qweight, q.scales, q.qzeros))
                 row["rel_err"] = errs
