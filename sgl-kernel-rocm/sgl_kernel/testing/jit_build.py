@@ -17,7 +17,7 @@ CSRC = Path(__file__).resolve().parents[2] / "csrc"
 
 
 def device_flags() -> list[str]:
-    """Compiler flags for the GPU torch runs on (shared with setup.py's choice)."""
+    """Compiler flags for the GPU torch runs on: setup.py's, plus the present NVIDIA GPU's arch."""
     if torch.version.hip is not None:
         # Hardware FP32 atomic add (global_atomic_add_f32) instead of a compare-swap loop.
         return ["-O3", "-munsafe-fp-atomics"]
