@@ -34,15 +34,16 @@ BACKENDS = {
 }
 
 
-def _config(moe: bool):
+def _config(moe: bool, repeats: int = 2):
+    """`repeats` x (2 sliding + 1 full) layers; two full layers check the pool's layer mapping."""
     from transformers import Gemma4TextConfig
 
     kinds = ["sliding_attention"] * 2 + ["full_attention"]
     extra = dict(enable_moe_block=True, num_experts=8, top_k_experts=2, moe_intermediate_size=32) if moe else {}
     return Gemma4TextConfig(
-        hidden_size=64, num_hidden_layers=6, num_attention_heads=4, num_key_value_heads=2,
+        hidden_size=64, num_hidden_layers=3 * repeats, num_attention_heads=4, num_key_value_heads=2,
         head_dim=16, global_head_dim=32, num_global_key_value_heads=1, attention_k_eq_v=True,
-        sliding_window=WINDOW, layer_types=kinds * 2, final_logit_softcapping=30.0,
+        sliding_window=WINDOW, layer_types=kinds * repeats, final_logit_softcapping=30.0,
         hidden_size_per_layer_input=0, intermediate_size=128, max_position_embeddings=512,
         tie_word_embeddings=True, **extra,
     )

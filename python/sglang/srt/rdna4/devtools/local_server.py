@@ -4,21 +4,63 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import requests
 
+# The server binds its HTTP port last, after model load; by then its own sockets (gloo pairs,
+# ZMQ, torch.distributed) have taken ephemeral ports, and one may be the port picked here.
+# So ports come from below the kernel's ephemeral range, checked together with the block the
+# server derives from them (port + 233 .. port + 240 for TP/DP init, see server_args.py).
+_DERIVED_PORT_OFFSETS = (0, *range(233, 241))
+_BIND_CONFLICT = "address already in use"
+START_ATTEMPTS = 3
 
-def free_port() -> int:
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux default
+
+
+def _bindable(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _port_window() -> tuple[int, int]:
+    """[lo, hi) for a port whose derived block stays clear of the ephemeral range."""
+    span = max(_DERIVED_PORT_OFFSETS) + 1
+    low, high = _ephemeral_range()
+    if low - span > 11000:
+        return 10000, low - span
+    if 65536 - span > high + 1000:
+        return high + 1, 65536 - span
+    return 1024, 65536 - span  # the whole range is ephemeral: rely on the start-up retry
+
+
+def free_port(rng: random.Random | None = None) -> int:
+    """A loopback port outside the ephemeral range whose derived server ports are free too."""
+    rng = rng or random.SystemRandom()
+    lo, hi = _port_window()
+    for _ in range(200):
+        port = rng.randrange(lo, hi)
+        if all(_bindable(port + off) for off in _DERIVED_PORT_OFFSETS):
+            return port
+    raise RuntimeError(f"no free loopback port block in [{lo}, {hi}) after 200 tries")
 
 
 CPU_SERVER_ARGS = [
@@ -47,27 +89,50 @@ GPU_SERVER_ARGS = [
 GPU_SERVER_ENV = {"SGLANG_RDNA4": "1"}
 
 
+class ServerStartError(RuntimeError):
+    """The server process exited before it became healthy."""
+
+    def __init__(self, message: str, port_conflict: bool):
+        super().__init__(message)
+        self.port_conflict = port_conflict
+
+
 class Server:
     """`python -m sglang.launch_server` as a subprocess on a free loopback port."""
+
+    launch: tuple[str, ...] = ("-m", "sglang.launch_server")
 
     def __init__(self, model_dir: Path, extra_args: list[str] | None = None,
                  env: dict[str, str] | None = None, startup_timeout: float = 300.0,
                  log_path: Path | None = None, gpu: bool = False):
         self.model_dir = Path(model_dir)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.args = [
-            sys.executable, "-m", "sglang.launch_server",
-            "--model-path", str(self.model_dir),
-            "--host", "127.0.0.1", "--port", str(self.port),
-            *(GPU_SERVER_ARGS if gpu else CPU_SERVER_ARGS), *(extra_args or []),
-        ]
+        self.server_args = [*(GPU_SERVER_ARGS if gpu else CPU_SERVER_ARGS), *(extra_args or [])]
+        self._choose_port()
         self.env = {**os.environ, **(GPU_SERVER_ENV if gpu else CPU_SERVER_ENV), **(env or {})}
         self.startup_timeout = startup_timeout
         self.log_path = Path(log_path) if log_path else self.model_dir / "server.log"
         self.proc: subprocess.Popen | None = None
 
-    def __enter__(self) -> "Server":
+    def _choose_port(self) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.args = [
+            sys.executable, *self.launch,
+            "--model-path", str(self.model_dir),
+            "--host", "127.0.0.1", "--port", str(self.port), *self.server_args,
+        ]
+
+    def __enter__(self) -> Server:
+        for attempt in range(1, START_ATTEMPTS + 1):
+            try:
+                return self._start()
+            except ServerStartError as err:
+                if not err.port_conflict or attempt == START_ATTEMPTS:
+                    raise
+                self._choose_port()  # another process took a port between our check and the bind
+        raise AssertionError("unreachable")
+
+    def _start(self) -> Server:
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             self.args, stdout=self._log, stderr=subprocess.STDOUT, env=self.env,
@@ -76,7 +141,11 @@ class Server:
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log_tail()}")
+                self._kill_group(signal.SIGKILL)  # ranks the launcher may have left behind
+                self._log.close()
+                tail = self.log_tail()
+                raise ServerStartError(f"server exited with {self.proc.returncode}:\n{tail}",
+                                       port_conflict=_BIND_CONFLICT in tail.lower())
             try:
                 if requests.get(f"{self.url}/health", timeout=2).status_code == 200:
                     return self
@@ -86,16 +155,19 @@ class Server:
         self.__exit__(None, None, None)
         raise TimeoutError(f"server not healthy after {self.startup_timeout}s:\n{self.log_tail()}")
 
+    def _kill_group(self, sig: int) -> None:
+        try:
+            os.killpg(self.proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
     def __exit__(self, *exc) -> None:
         if self.proc is not None and self.proc.poll() is None:
+            self._kill_group(signal.SIGTERM)
             try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
                 self.proc.wait(timeout=30)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                try:
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+            except subprocess.TimeoutExpired:
+                self._kill_group(signal.SIGKILL)
                 self.proc.wait(timeout=30)
         self._log.close()
 
