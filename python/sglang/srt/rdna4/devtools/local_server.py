@@ -44,12 +44,10 @@ def _bindable(port: int) -> bool:
 def _port_window() -> tuple[int, int]:
     """[lo, hi) for a port whose derived block stays clear of the ephemeral range."""
     span = max(_DERIVED_PORT_OFFSETS) + 1
-    low, high = _ephemeral_range()
+    low, _ = _ephemeral_range()
     if low - span > 11000:
         return 10000, low - span
-    if 65536 - span > high + 1000:
-        return high + 1, 65536 - span
-    return 1024, 65536 - span  # the whole range is ephemeral: rely on the start-up retry
+    return 1024, 65536 - span  # little room below the ephemeral range: rely on the retry
 
 
 def free_port(rng: random.Random | None = None) -> int:
