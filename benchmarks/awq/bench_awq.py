@@ -33,6 +33,7 @@ from sglang.srt.rdna4.awq import config as awq_config  # noqa: E402
 from sglang.srt.rdna4.awq import dispatch  # noqa: E402
 from sglang.srt.rdna4.awq.dequant import awq_dequantize  # noqa: E402
 from sglang.srt.rdna4.awq.gemm import awq_gemm  # noqa: E402
+from sglang.srt.rdna4.awq.gemm_tc import awq_gemm_tc  # noqa: E402
 from sglang.srt.rdna4.awq.gemv import awq_gemv  # noqa: E402
 from sglang.srt.rdna4.awq.packer import random_awq, unpack_int4  # noqa: E402
 
@@ -205,7 +206,7 @@ def sweep(layers, copies, log):
     return results
 
 
-def install_configs(gemv_cfg=None, gemm_small=None, gemm_large=None):
+def install_configs(gemv_cfg=None, gemm_small=None, gemm_large=None, tc=None):
     """Make the dispatch use these configs for this process (the sweep's winners)."""
     dev = 0 if DRY else torch.cuda.current_device()
     cur = awq_config.platform_configs(DEV, dev)
@@ -215,6 +216,7 @@ def install_configs(gemv_cfg=None, gemm_small=None, gemm_large=None):
         gemv_sized=() if gemv_cfg else cur.gemv_sized,  # one given config serves every shape
         gemm_small=gemm_small or cur.gemm_small,
         gemm_large=gemm_large or cur.gemm_large,
+        tc=tc or cur.tc,
     )
     awq_config.platform_configs.cache_clear()
     orig = awq_config.platform_configs.__wrapped__
@@ -226,7 +228,22 @@ def install_configs(gemv_cfg=None, gemm_small=None, gemm_large=None):
     awq_config.configs_for.__globals__["platform_configs"] = patched
 
 
-CANDIDATES = {"gemv": "ours_gemv_us", "gemm": "ours_gemm_us", "dequant_matmul": "ours_dequant_matmul_us"}
+CANDIDATES = {"gemv": "ours_gemv_us", "gemm": "ours_gemm_us", "gemm_tc": "ours_gemm_tc_us",
+              "dequant_matmul": "ours_dequant_matmul_us"}
+
+
+def int4pack_weights(p):
+    """torch's tinygemm layout of the same layer: (packed weight, scales-and-zeros [K/G, N, 2]).
+
+    tinygemm dequantizes (q - 8) * s + zero, so zero = (8 - z) * s gives AWQ's (q - z) * s."""
+    g = p.group_size
+    q = unpack_int4(p.qweight).t().contiguous()  # [N, K]
+    packed = ((q[:, 0::2] << 4) | q[:, 1::2]).to(torch.uint8)
+    wp = torch.ops.aten._convert_weight_to_int4pack(packed, 8)
+    s = p.scales.to(torch.bfloat16).float()
+    z = unpack_int4(p.qzeros).float()
+    sz = torch.stack([s, (8.0 - z) * s], dim=-1).to(torch.bfloat16).contiguous()
+    return wp, sz
 
 
 def choose_paths(result) -> None:
@@ -262,6 +279,7 @@ def main() -> None:
     ap.add_argument("--sweep", action="store_true")
     ap.add_argument("--quick", action="store_true", help="fewer shapes (smoke test)")
     ap.add_argument("--gemv-config", help="JSON file of a GemvConfig to use (sweep_gemv.py --best-out)")
+    ap.add_argument("--tc-configs", help="JSON {max M: TcGemmConfig} to use (sweep_tc.py --best-out)")
     args = ap.parse_args()
     os.environ.setdefault("SGLANG_RDNA4", "1")
     torch.manual_seed(0)
@@ -293,14 +311,19 @@ def main() -> None:
                         best("gemm_m64", awq_config.GemmConfig))
     elif args.gemv_config and Path(args.gemv_config).exists():
         install_configs(awq_config.GemvConfig(**json.loads(Path(args.gemv_config).read_text())))
+    if args.tc_configs and Path(args.tc_configs).exists():
+        tc = json.loads(Path(args.tc_configs).read_text())
+        install_configs(tc=tuple((int(mm), awq_config.TcGemmConfig(**c)) for mm, c in sorted(tc.items(), key=lambda kv: int(kv[0]))))
     cfgs = awq_config.configs_for(torch.empty(1, device=DEV))
     result["configs_used"] = {"gemv": dataclasses.asdict(cfgs.gemv),
                               "gemv_sized": [[w, dataclasses.asdict(c)] for w, c in cfgs.gemv_sized],
                               "gemm_small": dataclasses.asdict(cfgs.gemm_small),
-                              "gemm_large": dataclasses.asdict(cfgs.gemm_large)}
+                              "gemm_large": dataclasses.asdict(cfgs.gemm_large),
+                              "gemm_tc": [[mm, dataclasses.asdict(c)] for mm, c in cfgs.tc]}
     log(f"configs used: {result['configs_used']}")
 
-    hip_op, hip_err = load_hip_gemv() if not DRY else (None, "dry run")
+    skip_hip = DRY or os.environ.get("AWQ_BENCH_HIP", "1") == "0"
+    hip_op, hip_err = load_hip_gemv() if not skip_hip else (None, "not built (dry run or AWQ_BENCH_HIP=0)")
     result["hip_gemv_build"] = "ok" if hip_op is not None else f"failed: {hip_err}"
     log(f"HIP GEMV: {result['hip_gemv_build'][:300]}")
 
@@ -313,6 +336,12 @@ def main() -> None:
             w32 = dense_weight(p, dtype)
             wd = w32.to(dtype)
             wds = [wd] + [wd.clone() for _ in range(copies_for(wd.numel() * wd.element_size()) - 1)]
+            i4s, i4_err = None, None
+            if dtype == torch.bfloat16 and not DRY:
+                try:
+                    i4s = [int4pack_weights(q) for q in ps]
+                except Exception as e:  # noqa: BLE001
+                    i4_err = repr(e)[:200]
             for m in ([1, 2, 16, 20] if DRY else MS):
                 x = torch.randn(m, k, dtype=dtype, device=DEV)
                 ref = x.float() @ w32
@@ -321,8 +350,8 @@ def main() -> None:
                        "copies": len(ps)}
                 errs = {}
 
-                def run(name, f, dense=False):
-                    lst = wds if dense else ps
+                def run(name, f, dense=False, lst=None):
+                    lst = lst or (wds if dense else ps)
                     try:
                         errs[name] = round(rel_err(f(lst[0]), ref), 6)
                     except Exception as e:
@@ -338,11 +367,17 @@ def main() -> None:
                     run("upstream_dequant_matmul",
                         lambda q: torch.matmul(x, upstream.awq_dequantize_triton(q.qweight, q.scales, q.qzeros)))
                 run("dense", lambda w: torch.matmul(x, w), dense=True)
-                if m <= 8:
+                if i4s is not None:
+                    run("torch_int4pack", lambda w: torch.ops.aten._weight_int4pack_mm(x, w[0], GROUP, w[1]), lst=i4s)
+                elif i4_err:
+                    row["torch_int4pack_error"] = i4_err
+                if m <= 4:
                     run("ours_gemv", lambda q: awq_gemv(x, q.qweight, q.scales, q.qzeros))
-                if m >= 2:
+                if 2 <= m <= 8:
                     run("ours_gemm", lambda q: awq_gemm(x, q.qweight, q.scales, q.qzeros))
-                if m >= 16:
+                if m >= 2:
+                    run("ours_gemm_tc", lambda q: awq_gemm_tc(x, q.qweight, q.scales, q.qzeros))
+                if m >= 64:
                     run("ours_dequant_matmul",
                         lambda q: torch.matmul(x, awq_dequantize(q.qweight, q.scales, q.qzeros, dtype=dtype)))
                 if hip_op is not None and m <= 4:

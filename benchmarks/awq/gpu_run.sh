@@ -26,18 +26,28 @@ with zipfile.ZipFile(wheels.fetch(base)) as zf:
 print(f"took {name} from {base.wheel}")
 PY
 fi
-(python3 benchmarks/awq/build_hip_gemv.py > "$OUT/hip_build.log" 2>&1) &
-BUILD_PID=$!
+BUILD_PID=
+if [ "${AWQ_BENCH_HIP:-1}" != 0 ]; then
+  (python3 benchmarks/awq/build_hip_gemv.py > "$OUT/hip_build.log" 2>&1) &
+  BUILD_PID=$!
+fi
 extra=()
+if [ "${TC_SWEEP:-0}" = 1 ]; then
+  timeout ${TC_SWEEP_TIMEOUT:-200} python3 benchmarks/awq/sweep_tc.py --out "$OUT/sweep_tc.json" \
+    --best-out "$OUT/tc_best.json" 2>&1 | tee "$OUT/sweep_tc.log"
+  [ -f "$OUT/tc_best.json" ] && extra+=(--tc-configs "$OUT/tc_best.json")
+fi
 if [ "${GEMV_SWEEP:-0}" = 1 ]; then
   timeout ${SWEEP_TIMEOUT:-190} python3 benchmarks/awq/sweep_gemv.py --out "$OUT/sweep_h100.json" \
     --best-out "$OUT/gemv_best.json" 2>&1 | tee "$OUT/sweep.log" | grep -v "rel err"
-  [ -f "$OUT/gemv_best.json" ] && extra=(--gemv-config "$OUT/gemv_best.json")
+  [ -f "$OUT/gemv_best.json" ] && extra+=(--gemv-config "$OUT/gemv_best.json")
 fi
-timeout ${BENCH_TIMEOUT:-250} python3 benchmarks/awq/bench_awq.py --out "$OUT/results_h100.json" \
+timeout ${BENCH_TIMEOUT:-250} python3 benchmarks/awq/bench_awq.py --out "$OUT/${RESULTS:-results.json}" \
   ${extra[@]+"${extra[@]}"} "$@" 2>&1 | tee "$OUT/bench.log" | grep -v '^{"K"'
-wait $BUILD_PID
-tail -3 "$OUT/hip_build.log"
+if [ -n "$BUILD_PID" ]; then
+  wait $BUILD_PID
+  tail -3 "$OUT/hip_build.log"
+fi
 if [ "${RUN_TESTS:-1}" = 1 ]; then
   timeout ${TEST_TIMEOUT:-140} python3 -m pytest -q -m gpu tests/rdna4/awq -p no:cacheprovider --maxfail=10 \
     --tb=short 2>&1 | tee "$OUT/gpu_tests.log" | tail -25

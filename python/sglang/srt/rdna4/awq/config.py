@@ -42,6 +42,22 @@ class GemmConfig:
 
 
 @dataclass(frozen=True)
+class TcGemmConfig:
+    """Blocks of the weight-once int4 GEMM (gemm_tc.py)."""
+
+    block_m: int  # rows of x per program (16/32/64/128): they share each weight tile
+    block_n: int  # output columns per program (multiple of 8)
+    block_k: int  # K rows per step (capped to divide the group size)
+    num_warps: int
+    num_stages: int
+    waves: int  # aim for waves * compute units programs (split-K fills the rest)
+    min_steps: int = 2  # at least this many K-steps per split
+    unpack: int = 0  # 0: load packed words once, expand by reshape; 1: per-column loads
+    swap: bool = False  # compute W^T x^T (weights as the dot's first operand)
+    scale_in_w: bool = True  # dequantize fully before the dot; else scale the FP32 dot per step
+
+
+@dataclass(frozen=True)
 class PlatformConfigs:
     name: str
     gemv: GemvConfig
@@ -50,6 +66,14 @@ class PlatformConfigs:
     compute_units: int
     # (at least this many weights K * N, GEMV config), largest first; smaller layers: gemv
     gemv_sized: tuple[tuple[int, GemvConfig], ...] = ()
+    # (largest M, config) of the weight-once GEMM, smallest M first; the last serves beyond
+    tc: tuple[tuple[int, TcGemmConfig], ...] = ()
+
+    def tc_for(self, m: int) -> TcGemmConfig:
+        for max_m, cfg in self.tc:
+            if m <= max_m:
+                return cfg
+        return self.tc[-1][1]
 
     def gemv_for(self, k: int, n: int) -> GemvConfig:
         for min_weights, cfg in self.gemv_sized:
@@ -77,6 +101,12 @@ _NVIDIA = dict(
     gemm_small=GemmConfig(block_m=16, block_n8=32, block_k=64, num_warps=4, num_stages=3, waves=2,
                           atomic_reduce=True),
     gemm_large=GemmConfig(block_m=16, block_n8=32, block_k=64, num_warps=4, num_stages=3, waves=2),
+    tc=(
+        (16, TcGemmConfig(block_m=16, block_n=128, block_k=128, num_warps=4, num_stages=3, waves=4)),
+        (32, TcGemmConfig(block_m=32, block_n=128, block_k=128, num_warps=4, num_stages=3, waves=4)),
+        (64, TcGemmConfig(block_m=64, block_n=128, block_k=64, num_warps=4, num_stages=3, waves=2)),
+        (256, TcGemmConfig(block_m=128, block_n=128, block_k=64, num_warps=8, num_stages=3, waves=1)),
+    ),
 )
 # RDNA4 (not measured yet). GEMV: a one-warp program is one wave32; gfx12 has no cp.async,
 # so the next K-step is prefetched into registers instead of a pipeline (prefetch=True),
@@ -86,6 +116,13 @@ _RDNA4 = dict(
     gemv=GemvConfig(block_n8=64, block_k=16, num_warps=1, waves=8, num_stages=1, prefetch=True, vec=2),
     gemm_small=GemmConfig(block_m=16, block_n8=32, block_k=64, num_warps=4, num_stages=2, waves=2),
     gemm_large=GemmConfig(block_m=16, block_n8=32, block_k=64, num_warps=4, num_stages=2, waves=2),
+    # Weight-once GEMM: LDS per stage (BM x BK + BK x BN) * 2 B; 2 stages stay under 64 KB
+    # (the largest, 64x64 + 64x128, is 24 KB a stage). Not measured on gfx1201 yet.
+    tc=(
+        (16, TcGemmConfig(block_m=16, block_n=128, block_k=64, num_warps=4, num_stages=2, waves=4)),
+        (32, TcGemmConfig(block_m=32, block_n=128, block_k=64, num_warps=4, num_stages=2, waves=4)),
+        (256, TcGemmConfig(block_m=64, block_n=128, block_k=64, num_warps=4, num_stages=2, waves=2)),
+    ),
 )
 # CPU (Triton interpreter, the CPU server tests): the interpreter's cost is per program and
 # per op, not per element, so blocks are wide enough to cover a tiny model's layer in a few
@@ -95,6 +132,7 @@ _CPU = dict(
     gemv=GemvConfig(block_n8=32, block_k=32, num_warps=1, waves=1, min_chunks=1, num_stages=1),
     gemm_small=GemmConfig(block_m=16, block_n8=32, block_k=32, num_warps=1, num_stages=1, waves=1, min_chunks=1),
     gemm_large=GemmConfig(block_m=16, block_n8=32, block_k=32, num_warps=1, num_stages=1, waves=1, min_chunks=1),
+    tc=((256, TcGemmConfig(block_m=16, block_n=256, block_k=32, num_warps=1, num_stages=1, waves=1, min_steps=1)),),
 )
 
 

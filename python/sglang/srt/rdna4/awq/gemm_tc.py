@@ -1,0 +1,238 @@
+"""AWQ int4 GEMM for M = 2..256 that reads each weight tile once per program.
+
+y[M, N] = x[M, K] @ dequant(W). A program owns a [BLOCK_M, BLOCK_N] output tile (or, with
+split-K, that tile over a run of K-steps). Per K-step it loads a [BLOCK_K, BLOCK_N / 8]
+tile of packed words once, unpacks it to a [BLOCK_K, BLOCK_N] tile in output-column order
+in the activation dtype, and feeds one tensor-core dot with all BLOCK_M rows of x: the
+weights stream once per M-tile, so up to BLOCK_M rows cost about what one row costs.
+
+Unpacking (``UNPACK``): 0 loads the packed words once and expands each to its eight
+columns through a [BLOCK_K, BLOCK_N/8, 8] tensor reshaped to [BLOCK_K, BLOCK_N]; 1 loads
+every column's word (eight lanes read the same word, one memory transaction) and shifts it
+in place, with no reshape. Which is faster depends on the compiler's layouts: measured.
+
+Nibble -> float: the nibble is placed at bits 16..19 of 0x43000000 (the float 128.0), giving
+128 + q exactly (exact in fp16 and bf16 too). Then either (``SCALE_IN_W``) the weight is
+dequantized in FP32, ((128 + q) - (128 + z)) * s, and rounded once to the activation dtype
+(the dot accumulates into the FP32 accumulator directly), or the dot takes the exact 128 + q
+and the zero point and scale are applied to the FP32 dot result of each K-step:
+s * (dot - (128 + z) * sum_k x). A K-step never straddles a quantization group.
+
+``SWAP`` computes the transposed tile, acc[BLOCK_N, BLOCK_M] = W^T x^T, so the weight tile is
+the dot's first operand (held in registers on Hopper's wgmma; the second operand, the small
+x tile, goes through shared memory) and BLOCK_M can be as small as 16 columns of the MMA.
+
+Split-K (when N / BLOCK_N tiles do not fill the device's compute units): FP32 atomics into a
+zeroed workspace, and the last program of a tile (per-tile counter) casts it to the output
+and re-zeroes it: one launch, safe in a CUDA/HIP graph.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+from sglang.srt.rdna4.awq.common import WORKSPACE, check_awq_inputs
+from sglang.srt.rdna4.awq.config import TcGemmConfig, configs_for, pow2_block_k, split_plan
+
+F128_BITS = 0x43000000  # float bits of 128.0; a nibble at bits 16..19 adds q to it exactly
+
+
+@triton.jit
+def _nibble_shift(j):
+    # AWQ stores output column 8t+j at bits 4 * ORDER[j], ORDER = [0, 4, 1, 5, 2, 6, 3, 7].
+    return (j >> 1) * 4 + (j & 1) * 16
+
+
+@triton.jit
+def _unpack_cols(q, j):
+    """Packed words q (any shape) and their column index within the word j -> 128 + nibble (FP32)."""
+    nib = (q >> _nibble_shift(j)) & 0xF
+    return ((nib << 16) | 0x43000000).to(tl.float32, bitcast=True)
+
+
+@triton.jit
+def _load_weights(qw_ptr, ks, k_ok, cols8, cols, col8_ok, col_ok, N8,
+                  BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr, UNPACK: tl.constexpr,
+                  MASKED: tl.constexpr):
+    """[BLOCK_K, BLOCK_N] of 128 + q (FP32), columns in output order."""
+    row_off = ks[:, None].to(tl.int64) * N8
+    if UNPACK == 0:
+        ptrs = qw_ptr + row_off + cols8[None, :]
+        if MASKED:
+            q = tl.load(ptrs, mask=k_ok[:, None] & col8_ok[None, :], other=0)
+        else:
+            q = tl.load(ptrs)
+        j = tl.arange(0, 8)
+        w3 = _unpack_cols(q[:, :, None], j[None, None, :])
+        return tl.reshape(w3, (BLOCK_K, BLOCK_N))
+    else:
+        ptrs = qw_ptr + row_off + (cols // 8)[None, :]
+        if MASKED:
+            q = tl.load(ptrs, mask=k_ok[:, None] & col_ok[None, :], other=0)
+        else:
+            q = tl.load(ptrs)
+        return _unpack_cols(q, (cols % 8)[None, :])
+
+
+# Loop bounds and M stay unspecialized (a split of 1 or M = 16 would otherwise compile anew);
+# N, N/8, G and the strides keep their divisibility hints for vector loads.
+@triton.jit(do_not_specialize=["M", "steps_per_group", "num_steps", "steps_per_split", "split_k"])
+def awq_gemm_tc_kernel(
+    x_ptr, qw_ptr, qz_ptr, s_ptr, out_ptr, ws_ptr, lock_ptr,
+    M, N, N8, G, stride_xm, stride_om,
+    steps_per_group, num_steps, steps_per_split, split_k,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    UNPACK: tl.constexpr, SWAP: tl.constexpr, SCALE_IN_W: tl.constexpr,
+    EVEN_K: tl.constexpr, EVEN_N: tl.constexpr, SPLIT: tl.constexpr, DOT_F32: tl.constexpr,
+    NUM_STAGES: tl.constexpr,
+):
+    # M-tiles vary fastest: the programs sharing a weight tile run together (L2 hits).
+    pid_m = tl.program_id(0)
+    pid_n = tl.program_id(1)
+    pid_k = tl.program_id(2)
+    BLOCK_N8: tl.constexpr = BLOCK_N // 8
+    MASKED: tl.constexpr = not (EVEN_K and EVEN_N)
+
+    rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    row_ok = rows < M
+    cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    col_ok = cols < N
+    cols8 = pid_n * BLOCK_N8 + tl.arange(0, BLOCK_N8)
+    col8_ok = cols8 < N8
+    kk = tl.arange(0, BLOCK_K)
+    jz = cols % 8
+    x_rows = x_ptr + rows[:, None].to(tl.int64) * stride_xm
+    act = x_ptr.dtype.element_ty
+
+    if SWAP:
+        acc = tl.zeros((BLOCK_N, BLOCK_M), dtype=tl.float32)
+    else:
+        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+
+    c_lo = pid_k * steps_per_split
+    c_hi = tl.minimum(c_lo + steps_per_split, num_steps)
+    for c in tl.range(c_lo, c_hi, num_stages=NUM_STAGES):
+        g = c // steps_per_group
+        g_row = g * G
+        ks = g_row + (c - g * steps_per_group) * BLOCK_K + kk
+        k_ok = ks < g_row + G
+        w = _load_weights(qw_ptr, ks, k_ok, cols8, cols, col8_ok, col_ok, N8,
+                          BLOCK_K, BLOCK_N, UNPACK, MASKED)
+        if EVEN_K:
+            x = tl.load(x_rows + ks[None, :], mask=row_ok[:, None], other=0.0)
+        else:
+            x = tl.load(x_rows + ks[None, :], mask=row_ok[:, None] & k_ok[None, :], other=0.0)
+        if EVEN_N:
+            zw = tl.load(qz_ptr + g * N8 + cols // 8)
+            s = tl.load(s_ptr + g.to(tl.int64) * N + cols).to(tl.float32)
+        else:
+            zw = tl.load(qz_ptr + g * N8 + cols // 8, mask=col_ok, other=0)
+            s = tl.load(s_ptr + g.to(tl.int64) * N + cols, mask=col_ok, other=0.0).to(tl.float32)
+        zc = _unpack_cols(zw, jz)  # 128 + z per column, FP32
+
+        if SCALE_IN_W:
+            wd = (w - zc[None, :]) * s[None, :]
+            if DOT_F32:
+                xd = x.to(tl.float32)
+            else:
+                xd = x
+                wd = wd.to(act)
+            if SWAP:
+                acc = tl.dot(tl.trans(wd), tl.trans(xd), acc, out_dtype=tl.float32)
+            else:
+                acc = tl.dot(xd, wd, acc, out_dtype=tl.float32)
+        else:
+            xs = tl.sum(x.to(tl.float32), axis=1)
+            if DOT_F32:
+                xd = x.to(tl.float32)
+                wd = w
+            else:
+                xd = x
+                wd = w.to(act)  # 128 + q: exact in fp16 and bf16
+            if SWAP:
+                d = tl.dot(tl.trans(wd), tl.trans(xd), out_dtype=tl.float32)
+                acc += (d - zc[:, None] * xs[None, :]) * s[:, None]
+            else:
+                d = tl.dot(xd, wd, out_dtype=tl.float32)
+                acc += (d - xs[:, None] * zc[None, :]) * s[None, :]
+
+    if SWAP:
+        out_off = rows[None, :].to(tl.int64) * stride_om + cols[:, None]
+        ws_off = rows[None, :].to(tl.int64) * N + cols[:, None]
+        mask = row_ok[None, :] & col_ok[:, None]
+    else:
+        out_off = rows[:, None].to(tl.int64) * stride_om + cols[None, :]
+        ws_off = rows[:, None].to(tl.int64) * N + cols[None, :]
+        mask = row_ok[:, None] & col_ok[None, :]
+    out_ty = out_ptr.dtype.element_ty
+    if not SPLIT:
+        tl.store(out_ptr + out_off, acc.to(out_ty), mask=mask)
+    else:
+        tl.atomic_add(ws_ptr + ws_off, acc, mask=mask, sem="relaxed")
+        tl.debug_barrier()
+        lock_id = pid_n * tl.num_programs(0) + pid_m
+        count = tl.atomic_add(lock_ptr + lock_id, 1, sem="acq_rel")
+        if count == split_k - 1:
+            total = tl.load(ws_ptr + ws_off, mask=mask, other=0.0, cache_modifier=".cg")
+            tl.store(out_ptr + out_off, total.to(out_ty), mask=mask)
+            tl.store(ws_ptr + ws_off, tl.zeros_like(total), mask=mask)
+            tl.atomic_xchg(lock_ptr + lock_id, 0)
+
+
+def _dot_in_f32(dtype: torch.dtype) -> bool:
+    # The CPU interpreter's numpy dot has no bf16; compiled runs use the tensor-core dot.
+    interpreting = os.environ.get("TRITON_INTERPRET", "0") == "1"
+    return dtype == torch.float32 or (interpreting and dtype == torch.bfloat16)
+
+
+def tc_launch_plan(m: int, k: int, n: int, g: int, cfg: TcGemmConfig, compute_units: int,
+                   split_k: int | None = None) -> dict:
+    """Grid and loop bounds of one call (also what the benchmark records)."""
+    block_k = pow2_block_k(g, cfg.block_k)
+    steps_per_group = -(-g // block_k)
+    num_steps = (k // g) * steps_per_group
+    n_tiles = triton.cdiv(n, cfg.block_n)
+    m_tiles = triton.cdiv(m, cfg.block_m)
+    if split_k is None:
+        split, per = split_plan(num_steps, n_tiles * m_tiles, cfg.waves * compute_units, cfg.min_steps)
+    else:
+        per = -(-num_steps // max(1, min(split_k, num_steps)))
+        split = -(-num_steps // per)
+    return dict(block_k=block_k, steps_per_group=steps_per_group, num_steps=num_steps,
+                n_tiles=n_tiles, m_tiles=m_tiles, split=split, per=per)
+
+
+def awq_gemm_tc(
+    x: torch.Tensor,
+    qweight: torch.Tensor,
+    scales: torch.Tensor,
+    qzeros: torch.Tensor,
+    config: TcGemmConfig | None = None,
+    split_k: int | None = None,
+) -> torch.Tensor:
+    """y = x @ dequant(qweight, scales, qzeros) in x's dtype (fp16 or bf16), FP32 accumulate."""
+    m, k, n, g = check_awq_inputs(x, qweight, scales, qzeros)
+    plat = configs_for(x)
+    cfg = config or plat.tc_for(m)
+    out = torch.empty((m, n), dtype=x.dtype, device=x.device)
+    if m == 0:
+        return out
+    p = tc_launch_plan(m, k, n, g, cfg, plat.compute_units, split_k)
+    split = p["split"]
+    tiles = p["n_tiles"] * p["m_tiles"]
+    ws, locks = WORKSPACE.get(x.device, m * n if split > 1 else 1, tiles, zeroed=True)
+    awq_gemm_tc_kernel[(p["m_tiles"], p["n_tiles"], split)](
+        x, qweight, qzeros, scales, out, ws, locks,
+        m, n, n // 8, g, x.stride(0), out.stride(0),
+        p["steps_per_group"], p["num_steps"], p["per"], split,
+        BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=p["block_k"],
+        UNPACK=cfg.unpack, SWAP=cfg.swap, SCALE_IN_W=cfg.scale_in_w,
+        EVEN_K=g % p["block_k"] == 0, EVEN_N=n % cfg.block_n == 0, SPLIT=split > 1,
+        DOT_F32=_dot_in_f32(x.dtype), NUM_STAGES=cfg.num_stages,
+        num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+    )
+    return out
