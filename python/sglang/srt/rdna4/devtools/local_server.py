@@ -61,7 +61,9 @@ def free_port(rng: random.Random | None = None) -> int:
     raise RuntimeError(f"no free loopback port block in [{lo}, {hi}) after 200 tries")
 
 
+# Clients name the model "tiny" (the server answers 404 for a model it does not serve).
 CPU_SERVER_ARGS = [
+    "--served-model-name", "tiny",
     "--device", "cpu",
     "--attention-backend", "torch_native",
     "--dtype", "float32",
@@ -74,6 +76,7 @@ CPU_SERVER_ARGS = [
 CPU_SERVER_ENV = {"SGLANG_USE_CPU_ENGINE": "1", "CUDA_VISIBLE_DEVICES": ""}
 # One GPU (ROCm or CUDA) with the RDNA4 paths forced on: the Triton backend and our kernels.
 GPU_SERVER_ARGS = [
+    "--served-model-name", "tiny",
     "--attention-backend", "triton",
     "--dtype", "float32",
     "--max-total-tokens", "8192",
