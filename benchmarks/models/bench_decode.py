@@ -22,11 +22,15 @@ import argparse
 import json
 import os
 import random
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import roofline  # noqa: E402
 
 AWQ_CONFIG = {"quant_method": "awq", "bits": 4, "group_size": 128, "zero_point": True,
               "version": "gemm"}
@@ -62,27 +66,6 @@ def write_model(config_path: Path, quantization: str, group_size: int, overrides
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "config.json").write_text(json.dumps(cfg, indent=1))
     return cfg
-
-
-def copy_bandwidth(device: str, nbytes: int = 1 << 30) -> float:
-    """Device-to-device copy, (read + write) bytes / median time, in GB/s."""
-    if device != "cuda":
-        return float("nan")
-    src = torch.empty(nbytes, dtype=torch.uint8, device=device)
-    dst = torch.empty_like(src)
-    times = []
-    for i in range(13):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        dst.copy_(src)
-        end.record()
-        torch.cuda.synchronize()
-        if i >= 3:
-            times.append(start.elapsed_time(end) / 1e3)
-    del src, dst
-    torch.cuda.empty_cache()
-    times.sort()
-    return 2 * nbytes / times[len(times) // 2] / 1e9
 
 
 def timed_generate(engine, prompts: list[list[int]], new_tokens: int) -> tuple[float, list]:
@@ -128,7 +111,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench_decode_"))
     cfg = write_model(args.config, args.quantization, args.group_size,
                       parse_override(args.override), work / "model")
-    bandwidth = copy_bandwidth(args.device)
+    bandwidth = roofline.copy_bandwidth_gbs(device=args.device)
     print(f"copy bandwidth {bandwidth:.0f} GB/s", flush=True)
 
     import sglang
@@ -158,6 +141,7 @@ def main() -> None:
         info = engine.get_server_info()
         states = info.get("internal_states") or [{}]
         weight_gb = float(states[0].get("memory_usage", {}).get("weight", float("nan")))
+        weight_gb *= roofline.GIB / roofline.GB  # SGLang reports GiB
         rng = random.Random(0)
         vocab = min(int(cfg["vocab_size"]), 32000)
 
@@ -192,11 +176,10 @@ def main() -> None:
     finally:
         engine.shutdown()
 
-    hidden, vocab_size = int(cfg["hidden_size"]), int(cfg["vocab_size"])
     elem = 4 if args.dtype == "float32" else 2
-    embed_gb = 0.0 if cfg.get("tie_word_embeddings") else vocab_size * hidden * elem / 1e9
-    streamed_gb = weight_gb - embed_gb
-    roofline_ms = streamed_gb / bandwidth * 1e3 if bandwidth == bandwidth else float("nan")
+    expert_bpw = roofline.int4_bytes_per_weight(args.group_size) if args.quantization == "awq" else None
+    streamed = roofline.decode_bytes(cfg, weight_gb, elem, expert_bpw)
+    roofline_ms = roofline.roofline_ms(streamed.streamed_gb, bandwidth)
     for row in rows:
         row["roofline_fraction"] = round(roofline_ms / row["tpot_ms"], 3)
     report = {
@@ -209,8 +192,7 @@ def main() -> None:
         "dtype": args.dtype, "attention_backend": args.attention_backend,
         "cuda_graph": not args.disable_cuda_graph,
         "prompt_len": args.prompt_len, "new_tokens": args.new_tokens,
-        "weight_gb": weight_gb, "untied_embedding_gb": round(embed_gb, 3),
-        "streamed_gb_per_step": round(streamed_gb, 3),
+        **streamed.as_dict(),
         "copy_bandwidth_gbs": round(bandwidth, 1), "roofline_tpot_ms": round(roofline_ms, 3),
         "startup_s": round(startup_s, 1), "warmup_s": round(warmup_s, 1),
         "timed_with_gpu_alone": alone, "waited_s": round(waited, 1), "results": rows,

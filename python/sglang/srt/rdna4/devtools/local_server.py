@@ -105,9 +105,14 @@ class Server:
 
     def __init__(self, model_dir: Path, extra_args: list[str] | None = None,
                  env: dict[str, str] | None = None, startup_timeout: float = 300.0,
-                 log_path: Path | None = None, gpu: bool = False):
+                 log_path: Path | None = None, gpu: bool = False,
+                 base_args: list[str] | None = None):
+        """`base_args` replaces the test defaults (CPU_SERVER_ARGS / GPU_SERVER_ARGS), e.g. for
+        benchmarks that must not cap tokens or turn CUDA graphs off."""
         self.model_dir = Path(model_dir)
-        self.server_args = [*(GPU_SERVER_ARGS if gpu else CPU_SERVER_ARGS), *(extra_args or [])]
+        if base_args is None:
+            base_args = GPU_SERVER_ARGS if gpu else CPU_SERVER_ARGS
+        self.server_args = [*base_args, *(extra_args or [])]
         self._choose_port()
         self.env = {**os.environ, **(GPU_SERVER_ENV if gpu else CPU_SERVER_ENV), **(env or {})}
         self.startup_timeout = startup_timeout
