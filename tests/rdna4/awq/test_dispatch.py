@@ -15,53 +15,70 @@ TOL = 1e-2
 
 
 @pytest.fixture(autouse=True)
-def _fresh_logs(monkeypatch):
-    monkeypatch.setattr(dispatch, "_LOGGED_SHAPES", set())
+def _fresh_plans(monkeypatch):
+    monkeypatch.setattr(dispatch, "_PLANS", {})
     monkeypatch.setattr(dispatch, "_WARNED", set())
-    for var in ("SGLANG_RDNA4_AWQ_GEMV_MAX_M", "SGLANG_RDNA4_AWQ_GEMM_MAX_M", dispatch.GEMV_IMPL_ENV):
+    for var in (dispatch.GEMV_MAX_M_ENV, dispatch.GEMM_MAX_M_ENV, dispatch.GEMV_IMPL_ENV):
         monkeypatch.delenv(var, raising=False)
 
 
-def test_kernel_choice_by_m_and_layer_size():
+def test_kernel_choice_by_m():
     cuda = torch.device("cuda")
-    path = lambda m, k, n, dt=torch.float16: dispatch.kernel_for(m, dt, cuda, None, k, n)  # noqa: E731
-    assert path(1, 4096, 4096, torch.bfloat16) == "gemv"
-    assert path(2, 8192, 28672) == "gemv"  # the GEMV wins at M = 2 too
-    assert path(3, 4096, 4096) == "gemm"
-    assert path(4, 4096, 4096) == "gemm"
-    assert path(8, 4096, 4096) == "gemm"
-    assert path(16, 4096, 4096) == "dequant_matmul"  # small layer: dequant + matmul wins at 16
-    assert path(8, 5120, 5120) == "gemm"
-    assert path(16, 5120, 5120, torch.bfloat16) == "dequant_matmul"
-    assert path(32, 5120, 13824, torch.bfloat16) == "gemm"  # big layer: GEMM up to 32
-    assert path(16, 5120, 13824) == "gemm"
-    assert path(33, 5120, 13824) == "dequant_matmul"
+    path = lambda m, k=4096, n=4096, dt=torch.float16: dispatch.kernel_for(m, dt, cuda, None, k, n)  # noqa: E731
+    assert path(1, dt=torch.bfloat16) == "gemv"
+    assert path(2, 8192, 28672) == "gemm_tc"  # weights read once for both rows
+    assert path(16) == "gemm_tc"
+    assert path(256, 5120, 27648, torch.bfloat16) == "gemm_tc"
+    assert path(257) == "dequant_matmul"
+    assert dispatch.kernel_for(2, torch.float32, cuda, None, 64, 64) == "torch"  # no fp32 tensor-core path
 
 
-def test_fp16_mid_m_takes_upstream_fused_when_importable(monkeypatch):
-    cuda = torch.device("cuda")
-    path = lambda m, k, n, g=128: dispatch.kernel_for(m, torch.float16, cuda, None, k, n, g)  # noqa: E731
-    monkeypatch.setattr(dispatch, "_UPSTREAM_FUSED", [lambda *a: None])
-    assert path(16, 5120, 5120) == "upstream_fused"
-    assert path(32, 5120, 13824) == "upstream_fused"
-    assert path(16, 5120, 13824) == "gemm"
-    assert path(32, 4096, 4096) == "dequant_matmul"  # small layer: upstream's dequantizer wins
-    assert path(32, 5120, 13824, g=16) == "gemm"  # a group size upstream's kernel rejects
-    assert dispatch.kernel_for(32, torch.bfloat16, cuda, None, 5120, 13824) == "gemm"
-    monkeypatch.setenv(dispatch.UPSTREAM_FUSED_ENV, "0")
-    assert path(32, 5120, 13824) == "gemm"
-    monkeypatch.delenv(dispatch.UPSTREAM_FUSED_ENV)
-    monkeypatch.setattr(dispatch, "_UPSTREAM_FUSED", [None])  # upstream tree not importable
-    assert path(32, 5120, 13824) == "gemm"
+def test_interpreter_caps_the_gemm(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    cpu = torch.device("cpu")
+    assert dispatch.kernel_for(16, torch.float16, cpu, None, 64, 64) == "gemm_tc"
+    assert dispatch.kernel_for(17, torch.float16, cpu, None, 64, 64) == "dequant_matmul"
 
 
 def test_env_overrides_thresholds(monkeypatch):
-    monkeypatch.setenv("SGLANG_RDNA4_AWQ_GEMV_MAX_M", "4")
-    monkeypatch.setenv("SGLANG_RDNA4_AWQ_GEMM_MAX_M", "64")
+    monkeypatch.setenv(dispatch.GEMV_MAX_M_ENV, "4")
+    monkeypatch.setenv(dispatch.GEMM_MAX_M_ENV, "64")
     cuda = torch.device("cuda")
     assert dispatch.kernel_for(4, torch.float16, cuda, None, 4096, 4096) == "gemv"
-    assert dispatch.kernel_for(64, torch.bfloat16, cuda, None, 4096, 4096) == "gemm"
+    assert dispatch.kernel_for(64, torch.bfloat16, cuda, None, 4096, 4096) == "gemm_tc"
     assert dispatch.kernel_for(65, torch.bfloat16, cuda, None, 8192, 28672) == "dequant_matmul"
+
+
+def test_plan_is_built_once_and_is_what_runs(monkeypatch):
+    cuda = torch.device("cuda")
+    plan = dispatch.plan_for(4096, 4096, 128, torch.bfloat16, cuda)
+    for m in (1, 2, 7, 16, 64, 256, 257, 10_000):
+        assert plan.path_for(m) == dispatch.kernel_for(m, torch.bfloat16, cuda, None, 4096, 4096, 128)
+    assert plan.describe().endswith("M 1 -> gemv; M 2-256 -> gemm_tc; M 257+ -> dequant_matmul "
+                                    f"({dispatch.dequantizer()[0]} dequantizer)")
+    # The environment is read when the plan is built, not per call.
+    monkeypatch.setenv(dispatch.GEMM_MAX_M_ENV, "0")
+    assert dispatch.plan_for(4096, 4096, 128, torch.bfloat16, cuda) is plan
+    assert plan.path_for(16) == "gemm_tc"
+
+
+def test_layer_carries_its_plan(monkeypatch):
+    p = random_awq(64, 128, 32, torch.float16)
+    layer = torch.nn.Module()
+    layer.qweight = torch.nn.Parameter(p.qweight, requires_grad=False)
+    layer.scales = torch.nn.Parameter(p.scales.float(), requires_grad=False)
+    layer.qzeros = torch.nn.Parameter(p.qzeros, requires_grad=False)
+    layer.params_dtype = torch.float16
+    dispatch.prepare_awq_layer(layer)
+    plan = layer.rdna4_awq_plan
+    assert layer.scales.dtype == torch.float16 and (plan.k, plan.n, plan.g) == (64, 128, 32)
+    seen = []
+    real = dispatch.AWQPlan.path_for
+    monkeypatch.setattr(dispatch.AWQPlan, "path_for", lambda self, m: seen.append(self) or real(self, m))
+    x = torch.randn(3, 64).to(torch.float16)
+    y = dispatch.apply_awq_layer(layer, x)
+    assert seen == [plan]
+    assert rel_rms_error(y, awq_linear_ref(x, p.qweight, layer.scales, p.qzeros)) <= TOL
 
 
 def test_dequantizer_choice(monkeypatch):
@@ -103,7 +120,7 @@ def test_prepare_casts_scales_and_logs_once(caplog):
     assert s.dtype == torch.bfloat16 and qw is p.qweight and qz is p.qzeros
     plans = [r for r in caplog.records if "AWQ layer K=64 N=32 G=32" in r.getMessage()]
     assert len(plans) == 1
-    assert "M 1-2 -> gemv; M 3-" in plans[0].getMessage()
+    assert "M 1 -> gemv; M 2-" in plans[0].getMessage()
 
 
 def test_slow_path_warns_once(monkeypatch, caplog):
@@ -132,7 +149,7 @@ def test_scale_dtype_mismatch_warns(caplog):
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("m,dequant", [(1, "auto"), (3, "auto"), (20, "auto"), (40, "ours"), (40, "auto")])
 def test_awq_linear_every_path(monkeypatch, dtype, m, dequant):
-    # Small thresholds so the interpreter walks gemv (1, 3), gemm (20) and dequant (40),
+    # Small thresholds so the interpreter walks gemv (1, 3), gemm_tc (20) and dequant (40),
     # the latter with our dequantizer and (auto) upstream's when the tree is there.
     monkeypatch.setenv("SGLANG_RDNA4_AWQ_GEMV_MAX_M", "4")
     monkeypatch.setenv("SGLANG_RDNA4_AWQ_GEMM_MAX_M", "32")
@@ -147,7 +164,7 @@ def test_awq_linear_every_path(monkeypatch, dtype, m, dequant):
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-@pytest.mark.parametrize("m", [1, 2, 4, 8, 16, 32, 33, 64, 512])
+@pytest.mark.parametrize("m", [1, 2, 4, 8, 16, 32, 33, 64, 256, 512])
 def test_awq_linear_gpu(dtype, m):
     p = random_awq(5120, 13824, 128, dtype, device="cuda")
     x = torch.randn(m, 5120, device="cuda").to(dtype)

@@ -47,8 +47,8 @@ def _swap_linears(model, make):
 
 def test_tiny_llama_awq_greedy_tokens_match_dequantized(monkeypatch):
     paths = []
-    real_kernel_for = dispatch.kernel_for
-    monkeypatch.setattr(dispatch, "kernel_for", lambda *a, **k: paths.append(real_kernel_for(*a, **k)) or paths[-1])
+    real_path_for = dispatch.AWQPlan.path_for
+    monkeypatch.setattr(dispatch.AWQPlan, "path_for", lambda self, m: paths.append(real_path_for(self, m)) or paths[-1])
     cfg = transformers.LlamaConfig(
         vocab_size=96, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,

@@ -1,20 +1,18 @@
-"""Pick the AWQ kernel for each call, and say at start-up which one each layer shape uses.
+"""Pick the AWQ kernel for each M of a layer shape, once at load, and carry the plan.
 
-Paths, by M (rows of x after flattening) and layer size K*N, from the H100 measurements in
-benchmarks/awq/results_h100.json (CUDA-graph timings, see benchmarks/awq/README.md):
-  M <= GEMV_MAX_M (2)              -> GEMV (Triton; or, at M = 1, the HIP GEMV from
+A plan (AWQPlan) maps ranges of M (rows of x after flattening) to a kernel for one layer
+shape, dtype and device. It is built once per (shape, dtype, device) when the layer loads
+(environment read then), logged, stored on the layer, and consulted per call by a lookup:
+the logged plan is the plan that runs. Paths, from the H200 run of benchmarks/awq
+(CUDA-graph timings, see benchmarks/awq/README.md):
+  M <= GEMV_MAX_M                  -> GEMV (Triton; or, at M = 1, the HIP GEMV from
                                       sgl-kernel-rocm when SGLANG_RDNA4_AWQ_GEMV=hip and built)
-  M <= 4, or M <= 8 on layers of >= 20M weights, or M <= 32 on layers of >= 32M weights
-                                   -> fused dequant GEMM (Triton, tensor cores, FP32 acc.)
-  fp16 only, on layers of >= 20M weights: 8 < M <= 32 (>= 32M weights: 16 < M <= 32)
-                                   -> upstream's fused Triton AWQ GEMM when the upstream
-                                      tree is importable (it does not compile for bf16);
-                                      measured faster than ours there
+  M <= the layer's GEMM limit      -> weight-once tensor-core GEMM (gemm_tc.py)
   otherwise                        -> dequantize to the activation dtype + torch.matmul
                                       (upstream's Triton dequantizer when the upstream tree
                                       is importable: measured faster than ours; else ours)
 Overrides: SGLANG_RDNA4_AWQ_GEMV_MAX_M, SGLANG_RDNA4_AWQ_GEMM_MAX_M (all layer sizes),
-SGLANG_RDNA4_AWQ_DEQUANT=auto|ours|upstream, SGLANG_RDNA4_AWQ_UPSTREAM_FUSED=1|0.
+SGLANG_RDNA4_AWQ_DEQUANT=auto|ours|upstream, SGLANG_RDNA4_AWQ_GEMV=auto|triton|hip.
 
 Weights stay in the AWQ checkpoint layout; only the scales are cast (to the model dtype,
 once, at load). A layer whose call cannot take a fast path (no GPU and no Triton
@@ -26,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -35,20 +34,18 @@ from sglang.srt.rdna4.envs import env_int
 
 logger = logging.getLogger(__name__)
 
-# From the H100 runs (benchmarks/awq/results_h100.json): the GEMV wins at M = 1 and 2 on
-# every shape (at 2 by 1.1-1.4x over our GEMM); the fused GEMM beats upstream's best path
-# at M = 3..8 on every shape (4096x4096 at M = 8: 22.6 vs 24.3 us fp16, 22.6 vs 26.7 bf16,
-# in two runs) and up to M = 32 on the big layers (>= 5120x13824); dequant + matmul wins
-# beyond.
-DEFAULT_GEMV_MAX_M = 2
-DEFAULT_GEMM_MAX_M = 8
-MID_LAYER_ELEMS, MID_GEMM_MAX_M = 20_000_000, 8
-LARGE_LAYER_ELEMS, LARGE_GEMM_MAX_M = 1 << 25, 32
+# Crossovers measured on the H200 (benchmarks/awq/results_h200.json): see AWQThresholds.
+DEFAULT_GEMV_MAX_M = 1
+DEFAULT_GEMM_MAX_M = 256
+# (at least this many weights K * N, largest M for the fused GEMM), largest first; smaller
+# layers use DEFAULT_GEMM_MAX_M.
+GEMM_MAX_M_BY_SIZE: tuple[tuple[int, int], ...] = ()
+INTERPRETER_GEMM_MAX_M = 16
 FAST_DTYPES = (torch.float16, torch.bfloat16)
 GEMV_IMPL_ENV = "SGLANG_RDNA4_AWQ_GEMV"  # auto | triton | hip
-UPSTREAM_FUSED_ENV = "SGLANG_RDNA4_AWQ_UPSTREAM_FUSED"  # 1 (default) | 0
-UPSTREAM_FUSED_GROUPS = (32, 64, 128)  # group sizes upstream's fused kernel accepts (or G = K)
 DEQUANT_ENV = "SGLANG_RDNA4_AWQ_DEQUANT"  # auto | ours | upstream
+GEMV_MAX_M_ENV = "SGLANG_RDNA4_AWQ_GEMV_MAX_M"
+GEMM_MAX_M_ENV = "SGLANG_RDNA4_AWQ_GEMM_MAX_M"
 
 
 def _env_int(name: str, default: int) -> int:
@@ -58,28 +55,25 @@ def _env_int(name: str, default: int) -> int:
 @dataclass(frozen=True)
 class AWQThresholds:
     gemv_max_m: int
-    gemm_max_m: int
-    gemm_max_m_mid: int = MID_GEMM_MAX_M
-    gemm_max_m_large: int = LARGE_GEMM_MAX_M
+    gemm_max_m: int | None  # None: by layer size (GEMM_MAX_M_BY_SIZE)
 
     @classmethod
     def from_env(cls) -> "AWQThresholds":
-        gemm = os.environ.get("SGLANG_RDNA4_AWQ_GEMM_MAX_M")
-        if gemm is not None and gemm.strip() != "":
-            g = _env_int("SGLANG_RDNA4_AWQ_GEMM_MAX_M", DEFAULT_GEMM_MAX_M)
-            return cls(_env_int("SGLANG_RDNA4_AWQ_GEMV_MAX_M", DEFAULT_GEMV_MAX_M), g, g, g)
-        return cls(gemv_max_m=_env_int("SGLANG_RDNA4_AWQ_GEMV_MAX_M", DEFAULT_GEMV_MAX_M),
-                   gemm_max_m=DEFAULT_GEMM_MAX_M)
+        gemm = os.environ.get(GEMM_MAX_M_ENV)
+        forced = gemm is not None and gemm.strip() != ""
+        return cls(gemv_max_m=_env_int(GEMV_MAX_M_ENV, DEFAULT_GEMV_MAX_M),
+                   gemm_max_m=_env_int(GEMM_MAX_M_ENV, DEFAULT_GEMM_MAX_M) if forced else None)
 
-    def gemm_limit(self, k: int | None, n: int | None) -> int:
-        if k is None or n is None:
+    def gemm_limit(self, k: int | None, n: int | None, interpreter: bool = False) -> int:
+        if self.gemm_max_m is not None:
             return self.gemm_max_m
-        elems = k * n
-        if elems >= LARGE_LAYER_ELEMS:
-            return max(self.gemm_max_m, self.gemm_max_m_large)
-        if elems >= MID_LAYER_ELEMS:
-            return max(self.gemm_max_m, self.gemm_max_m_mid)
-        return self.gemm_max_m
+        if interpreter:  # CPU: the interpreter's cost grows with programs; torch's matmul does not
+            return INTERPRETER_GEMM_MAX_M
+        if k is not None and n is not None:
+            for min_weights, limit in GEMM_MAX_M_BY_SIZE:
+                if k * n >= min_weights:
+                    return limit
+        return DEFAULT_GEMM_MAX_M
 
 
 def _interpreting() -> bool:
@@ -148,39 +142,6 @@ def dequantizer():
     return found
 
 
-_UPSTREAM_FUSED: list = []
-
-
-def upstream_fused_gemm():
-    """upstream's awq_gemm_triton(x, qweight, scales, qzeros, split_k_iters), or None."""
-    if not _UPSTREAM_FUSED:
-        try:
-            from sglang.srt.layers.quantization.awq_triton import awq_gemm_triton
-        except Exception:  # noqa: BLE001 - any import failure means "not available"
-            awq_gemm_triton = None
-        _UPSTREAM_FUSED.append(awq_gemm_triton)
-    return _UPSTREAM_FUSED[0]
-
-
-def _upstream_fused_wins(m: int, dtype: torch.dtype, k: int | None, n: int | None, g: int | None) -> bool:
-    # From the H100 run: fp16 at M = 16-32 (M = 32 only on the >= 32M-weight layers, where
-    # our GEMM wins at 16), 0.71-0.98x of upstream's fused kernel on our paths otherwise.
-    if dtype != torch.float16 or k is None or n is None:
-        return False
-    if os.environ.get(UPSTREAM_FUSED_ENV, "1").strip() == "0":
-        return False
-    if g is not None and g not in UPSTREAM_FUSED_GROUPS and g != k:
-        return False
-    elems = k * n
-    if elems >= LARGE_LAYER_ELEMS:
-        lo = 16
-    elif elems >= MID_LAYER_ELEMS:
-        lo = 8
-    else:
-        return False
-    return lo < m <= 32 and upstream_fused_gemm() is not None
-
-
 def kernel_for(
     m: int,
     dtype: torch.dtype,
@@ -190,8 +151,8 @@ def kernel_for(
     n: int | None = None,
     g: int | None = None,
 ) -> str:
-    """Name of the path a call with M rows takes:
-    gemv | hip_gemv | gemm | upstream_fused | dequant_matmul | torch."""
+    """Name of the path a call with M rows takes: gemv | hip_gemv | gemm_tc | dequant_matmul | torch.
+    (Plans are built from this once per layer shape; calls look the plan up.)"""
     th = th or AWQThresholds.from_env()
     if device.type != "cuda" and not _interpreting():
         return "torch"
@@ -201,14 +162,62 @@ def kernel_for(
         if m == 1 and device.type == "cuda" and gemv_impl() == "hip":
             return "hip_gemv"
         return "gemv"
-    if device.type == "cuda" and _upstream_fused_wins(m, dtype, k, n, g):
-        return "upstream_fused"
-    if m <= th.gemm_limit(k, n):
-        return "gemm"
+    if m <= th.gemm_limit(k, n, interpreter=device.type != "cuda"):
+        return "gemm_tc"
     return "dequant_matmul"
 
 
-_LOGGED_SHAPES: set[tuple] = set()
+@dataclass(frozen=True)
+class AWQPlan:
+    """The kernel for every M of one layer shape: spans of (largest M, path), ascending; the
+    last span is open-ended. Built once (environment read then); calls only look it up."""
+
+    k: int
+    n: int
+    g: int
+    dtype: torch.dtype
+    device_type: str
+    spans: tuple[tuple[int, str], ...]
+    dequantizer_name: str
+
+    def path_for(self, m: int) -> str:
+        for hi, path in self.spans:
+            if m <= hi:
+                return path
+        return self.spans[-1][1]
+
+    def describe(self) -> str:
+        """e.g. "AWQ layer K=.. N=.. G=.. bfloat16 on cuda: M 1 -> gemv; M 2-256 -> gemm_tc; M 257+ -> ..."."""
+        parts, lo = [], 1
+        for i, (hi, path) in enumerate(self.spans):
+            if path == "dequant_matmul":
+                path = f"dequant_matmul ({self.dequantizer_name} dequantizer)"
+            last = i == len(self.spans) - 1
+            span = f"M {lo}+" if last else (f"M {lo}" if lo == hi else f"M {lo}-{hi}")
+            parts.append(f"{span} -> {path}")
+            lo = hi + 1
+        return (f"AWQ layer K={self.k} N={self.n} G={self.g} {str(self.dtype).replace('torch.', '')} "
+                f"on {self.device_type}: " + "; ".join(parts))
+
+
+def build_plan(k: int, n: int, g: int, dtype: torch.dtype, device: torch.device) -> AWQPlan:
+    """Resolve the path of every M once: spans up to the last threshold, then open-ended."""
+    th = AWQThresholds.from_env()
+    top = max(th.gemv_max_m, th.gemm_limit(k, n, interpreter=device.type != "cuda"), 1) + 1
+    spans: list[list] = []
+    for m in range(1, top + 1):
+        path = kernel_for(m, dtype, device, th, k, n, g)
+        if spans and spans[-1][1] == path:
+            spans[-1][0] = m
+        else:
+            spans.append([m, path])
+    spans[-1][0] = sys.maxsize
+    uses_dequant = any(p == "dequant_matmul" for _, p in spans)
+    return AWQPlan(k, n, g, dtype, device.type, tuple((hi, p) for hi, p in spans),
+                   dequantizer()[0] if uses_dequant else "-")
+
+
+_PLANS: dict[tuple, AWQPlan] = {}
 _WARNED: set[tuple] = set()
 
 
@@ -218,34 +227,15 @@ def _warn_once(key: tuple, msg: str, *args) -> None:
         logger.warning(msg, *args)
 
 
-def describe_plan(k: int, n: int, g: int, dtype: torch.dtype, device: torch.device) -> str:
-    """e.g. "AWQ layer K=.. N=..: M 1-2 -> gemv; M 3-16 -> gemm; M 17+ -> dequant_matmul (...)"."""
-    th = AWQThresholds.from_env()
-    last = max(th.gemv_max_m, th.gemm_limit(k, n), 32) + 1
-    runs: list[list] = []
-    for m in range(1, last + 1):
-        p = kernel_for(m, dtype, device, th, k, n, g)
-        if runs and runs[-1][2] == p:
-            runs[-1][1] = m
-        else:
-            runs.append([m, m, p])
-    parts = []
-    for i, (lo, hi, p) in enumerate(runs):
-        if p == "dequant_matmul":
-            p = f"dequant_matmul ({dequantizer()[0]} dequantizer)"
-        span = f"M {lo}+" if i == len(runs) - 1 else (f"M {lo}" if lo == hi else f"M {lo}-{hi}")
-        parts.append(f"{span} -> {p}")
-    return (f"AWQ layer K={k} N={n} G={g} {str(dtype).replace('torch.', '')} on {device.type}: "
-            + "; ".join(parts))
-
-
-def register_layer_shape(k: int, n: int, g: int, dtype: torch.dtype, device: torch.device) -> None:
-    """Log once per (shape, dtype, device) which kernels serve it; warn about slow paths."""
+def plan_for(k: int, n: int, g: int, dtype: torch.dtype, device: torch.device) -> AWQPlan:
+    """The plan of a layer shape: built, logged and warned about once per (shape, dtype, device)."""
     key = (k, n, g, dtype, device.type)
-    if key in _LOGGED_SHAPES:
-        return
-    _LOGGED_SHAPES.add(key)
-    logger.info(describe_plan(k, n, g, dtype, device))
+    plan = _PLANS.get(key)
+    if plan is not None:
+        return plan
+    plan = build_plan(k, n, g, dtype, device)
+    _PLANS[key] = plan
+    logger.info(plan.describe())
     if device.type != "cuda" and not _interpreting():
         _warn_once(key + ("cpu",), "AWQ layer K=%d N=%d on %s: no GPU, using the slow torch "
                    "dequantize+matmul path", k, n, device.type)
@@ -253,6 +243,16 @@ def register_layer_shape(k: int, n: int, g: int, dtype: torch.dtype, device: tor
         _warn_once(key + ("dtype",), "AWQ layer K=%d N=%d: model dtype %s has no tensor-core path; "
                    "M > GEMV_MAX_M falls back to slow torch dequantize+matmul (use float16 or bfloat16)",
                    k, n, dtype)
+    return plan
+
+
+def describe_plan(k: int, n: int, g: int, dtype: torch.dtype, device: torch.device) -> str:
+    return build_plan(k, n, g, dtype, device).describe()
+
+
+def register_layer_shape(k: int, n: int, g: int, dtype: torch.dtype, device: torch.device) -> AWQPlan:
+    """Build (once), log and return the plan of this layer shape."""
+    return plan_for(k, n, g, dtype, device)
 
 
 def prepare_awq_weights(
@@ -290,13 +290,17 @@ def awq_linear(
     scales: torch.Tensor,
     qzeros: torch.Tensor,
     bias: torch.Tensor | None = None,
+    plan: AWQPlan | None = None,
 ) -> torch.Tensor:
-    """y[..., N] = x[..., K] @ dequant(W) (+ bias), choosing the kernel by M."""
+    """y[..., N] = x[..., K] @ dequant(W) (+ bias), the kernel chosen by M from the layer's plan
+    (built at load; without one, the cached plan of this shape, dtype and device)."""
     out_shape = x.shape[:-1] + (qweight.shape[1] * 8,)
     x2 = x.reshape(-1, x.shape[-1])
     if x2.stride(-1) != 1:
         x2 = x2.contiguous()
     m, k, n, g = check_awq_inputs(x2, qweight, scales, qzeros)
+    if plan is None or plan.dtype != x2.dtype or plan.device_type != x2.device.type:
+        plan = plan_for(k, n, g, x2.dtype, x2.device)
     if scales.dtype != x2.dtype:
         _warn_once(
             ("scales-dtype", k, n, scales.dtype, x2.dtype),
@@ -304,19 +308,17 @@ def awq_linear(
             "the model dtype at load (prepare_awq_weights). The kernels still compute in FP32.",
             k, n, scales.dtype, x2.dtype,
         )
-    path = kernel_for(m, x2.dtype, x2.device, None, k, n, g)
+    path = plan.path_for(m)
     if path == "gemv":
         from sglang.srt.rdna4.awq.gemv import awq_gemv
 
         y = awq_gemv(x2, qweight, scales, qzeros)
     elif path == "hip_gemv":
         y = hip_gemv(x2, qweight, scales.to(x2.dtype), qzeros, g)
-    elif path == "upstream_fused":
-        y = upstream_fused_gemm()(x2, qweight, scales.to(x2.dtype), qzeros, 8)
-    elif path == "gemm":
-        from sglang.srt.rdna4.awq.gemm import awq_gemm
+    elif path == "gemm_tc":
+        from sglang.srt.rdna4.awq.gemm_tc import awq_gemm_tc
 
-        y = awq_gemm(x2, qweight, scales, qzeros)
+        y = awq_gemm_tc(x2, qweight, scales.to(x2.dtype), qzeros)
     elif path == "dequant_matmul":
         y = torch.matmul(x2, dequantizer()[1](qweight, scales, qzeros, x2.dtype))
     else:
@@ -331,14 +333,18 @@ def awq_linear(
 
 def prepare_awq_layer(layer: torch.nn.Module) -> None:
     """process_weights_after_loading for an upstream AWQ linear layer on RDNA4: keep the
-    checkpoint layout, cast scales to the model dtype, log the kernel plan once per shape."""
+    checkpoint layout, cast scales to the model dtype, build and log the kernel plan, and
+    keep it on the layer (rdna4_awq_plan)."""
     model_dtype = getattr(layer, "params_dtype", None) or layer.scales.dtype
     qweight, scales, qzeros = prepare_awq_weights(layer.qweight.data, layer.scales.data, layer.qzeros.data, model_dtype)
     layer.qweight = torch.nn.Parameter(qweight, requires_grad=False)
     layer.scales = torch.nn.Parameter(scales, requires_grad=False)
     layer.qzeros = torch.nn.Parameter(qzeros, requires_grad=False)
+    k, n = qweight.shape[0], qweight.shape[1] * 8
+    layer.rdna4_awq_plan = plan_for(k, n, k // scales.shape[0], model_dtype, qweight.device)
 
 
 def apply_awq_layer(layer: torch.nn.Module, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """AWQLinearMethod.apply on RDNA4."""
-    return awq_linear(x, layer.qweight, layer.scales, layer.qzeros, bias)
+    return awq_linear(x, layer.qweight, layer.scales, layer.qzeros, bias,
+                      plan=getattr(layer, "rdna4_awq_plan", None))
