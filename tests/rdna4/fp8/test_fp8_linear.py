@@ -220,3 +220,11 @@ def test_gpu_dequant_bf16_floor():
     y = x @ dequantize(w, s, plan, torch.bfloat16).T
     # the weights are rounded once to bf16 here (the matmul accumulates in FP32)
     assert _ratio(y, exact) <= 2.5
+
+
+def test_layers_get_the_v2_weight_loaders():
+    # linear.py picks the loaders that understand scale parameters by the method's class name
+    from sglang.srt.layers.linear import WEIGHT_LOADER_V2_SUPPORTED
+    from sglang.srt.rdna4.fp8.linear import RDNA4Fp8LinearMethod
+
+    assert RDNA4Fp8LinearMethod.__name__ in WEIGHT_LOADER_V2_SUPPORTED

@@ -56,8 +56,14 @@ def check_block_scales(weight: torch.Tensor, scales: torch.Tensor, block: list[i
             f"FP8 block scales weight_scale_inv {tuple(scales.shape)} do not fit weight {tuple(weight.shape)} "
             f"with weight_block_size {block} (want {want})"
         )
-    if not bool(torch.isfinite(scales).all()) or bool((scales <= 0).any()):
-        raise ValueError("FP8 weight_scale_inv has a non-positive or non-finite entry: a block scale was not loaded")
+    bad = ~torch.isfinite(scales) | (scales <= 0)
+    if bool(bad.any()):
+        where = bad.nonzero()[:4].tolist()
+        raise ValueError(
+            f"FP8 weight_scale_inv {tuple(scales.shape)} has {int(bad.sum())} non-positive or non-finite "
+            f"entries (first at block rows/cols {where}, value {scales[bad][0].item()}): a block scale "
+            "was not loaded from the checkpoint"
+        )
 
 
 def quantize_per_channel(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -75,8 +75,12 @@ def choose_path(plan: ScalePlan, device: torch.device) -> str:
     return "triton" if on_gpu and block_k_for(plan) is not None else "dequant"
 
 
-class RDNA4Fp8LinearMethod(LinearMethodBase):
-    """Weight-only FP8 linear: upstream's parameters, our kernels."""
+class Fp8LinearMethod(LinearMethodBase):
+    """Weight-only FP8 linear on RDNA4: upstream's parameters, our kernels.
+
+    Named like upstream's class on purpose: layers/linear.py gives a layer the v2 weight
+    loaders (which understand per-tensor and block scale parameters) by class name.
+    """
 
     def __init__(self, quant_config, upstream_cls):
         self.quant_config = quant_config
@@ -130,6 +134,9 @@ class RDNA4Fp8LinearMethod(LinearMethodBase):
             w = dequantize(layer.weight, layer.fp8_scales, layer.fp8_plan, x.dtype)
             y = torch.nn.functional.linear(x2, w, bias)
         return y.reshape(*shape[:-1], y.shape[-1])
+
+
+RDNA4Fp8LinearMethod = Fp8LinearMethod
 
 
 def _note(path: str, what: str) -> None:
