@@ -12,6 +12,7 @@ from sglang.srt.managers.io_struct import GenerateReqInput
 from sglang.srt.rdna4.serving.fault_isolation import public_message
 from sglang.srt.rdna4.serving.http_guards import describe_validation_errors
 from sglang.srt.rdna4.serving.limits import MIB, RequestLimits
+from sglang.srt.rdna4.serving.messages import clean_message
 from sglang.srt.rdna4.serving.validation import (
     RequestError,
     check_token_ids,
@@ -142,3 +143,34 @@ def test_public_message_strips_source_paths():
     exc = IndexError('index out of range in File "/work/main/python/sglang/srt/x.py", line 12')
     text = public_message(exc, "running the model")
     assert "IndexError" in text and "/work" not in text and ".py" not in text
+
+
+def test_union_error_reports_the_member_the_client_meant():
+    errors = [
+        {"type": "value_error", "loc": ("body", "messages", 0, "ChatCompletionMessageGenericParam", "role"),
+         "msg": "Value error, 'role' must be one of ...", "input": "user"},
+        {"type": "string_type", "loc": ("body", "messages", 0, "ChatCompletionMessageUserParam", "content", "str"),
+         "msg": "Input should be a valid string", "input": 5},
+        {"type": "list_type",
+         "loc": ("body", "messages", 0, "ChatCompletionMessageUserParam", "content", "list[...]"),
+         "msg": "Input should be a valid list", "input": 5},
+    ]
+    assert describe_validation_errors(errors) == (
+        "messages.0.content: Input should be a valid string (got 5)", "messages.0.content")
+
+
+def test_invalid_json_message():
+    errors = [{"type": "json_invalid", "loc": ("body", 16), "msg": "JSON decode error", "input": {},
+               "ctx": {"error": "Expecting value"}}]
+    assert describe_validation_errors(errors) == ("request body is not valid JSON (Expecting value)", None)
+
+
+@pytest.mark.parametrize("raw, clean", [
+    ("Failed to compile regex grammar: [16:19:26] /project/cpp/regex_converter.cc:75: Regex parsing "
+     "error at position 5.\n", "Failed to compile regex grammar: Regex parsing error at position 5."),
+    ('max_tokens: bad\n  File "/srv/sglang/http_server.py", line 1380, in openai_v1_completions',
+     "max_tokens: bad"),
+    ("no internals here", "no internals here"),
+])
+def test_clean_message(raw, clean):
+    assert clean_message(raw) == clean

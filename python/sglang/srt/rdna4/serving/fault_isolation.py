@@ -9,21 +9,21 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import re
 import traceback
 from collections import OrderedDict
 from http import HTTPStatus
 from typing import Any
 
+from sglang.srt.rdna4.serving.messages import clean_message
+
 logger = logging.getLogger(__name__)
 
-_PATH = re.compile(r"(?:[A-Za-z]:)?(?:[\\/][\w.\-]+)+\.(?:py|so|cpp|cu|h)\b(?:, line \d+|:\d+)?")
 _FAILED_RIDS_KEPT = 4096
 
 
 def public_message(exc: BaseException, where: str) -> str:
     """A client-facing line for an internal failure: no source paths, bounded length."""
-    detail = _PATH.sub("<internal>", str(exc).splitlines()[0] if str(exc) else "")[:200]
+    detail = clean_message(str(exc)).split("\n", 1)[0][:200]
     text = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
     return f"Internal error while {where} ({text}); the server logged the details and keeps serving"
 

@@ -12,6 +12,7 @@ from sglang.srt.rdna4.serving.limits import request_limits
 
 _MODEL_CLASS_SUFFIXES = ("Param", "Request", "Input", "Format", "Choice", "Tool", "Function")
 _TYPE_TAGS = {"str", "int", "float", "bool", "dict", "list", "none", "is-instance"}
+_TAG_FIELDS = {"role", "type"}
 
 
 def _error_body(message: str, err_type: str, status: int, param: str | None = None) -> bytes:
@@ -27,7 +28,7 @@ def _field_path(loc: Sequence[Any]) -> str:
         if i == 0 and part in ("body", "query", "header", "path"):
             continue
         # pydantic names the union member it tried; the client never wrote that name
-        if isinstance(part, str) and part[:1].isupper() and part.endswith(_MODEL_CLASS_SUFFIXES):
+        if _is_model_name(part):
             continue
         if isinstance(part, str) and ("[" in part or part.startswith("function-") or part in _TYPE_TAGS):
             continue
@@ -40,6 +41,35 @@ def _short(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _is_model_name(part: Any) -> bool:
+    return isinstance(part, str) and part[:1].isupper() and part.endswith(_MODEL_CLASS_SUFFIXES)
+
+
+def _intended_union_branches(errors: Sequence[dict]) -> list[dict]:
+    """Drop the union members the client plainly did not mean.
+
+    A chat message is a union over roles: `{"role": "user", "content": 5}` fails the
+    non-user member on `role` and the user member on `content`; the content error is the
+    one to report. A member failing on its tag field (`role`, `type`) is dropped when
+    another member of the same union accepted the tag.
+    """
+    branches: dict[tuple, dict[str, list[dict]]] = {}
+    for err in errors:
+        loc = tuple(err.get("loc", ()))
+        j = next((k for k, part in enumerate(loc) if _is_model_name(part)), None)
+        if j is not None:
+            branches.setdefault(loc[:j], {}).setdefault(loc[j], []).append(err)
+    dropped: set[int] = set()
+    for members in branches.values():
+        if len(members) < 2:
+            continue
+        tag_failed = {name for name, errs in members.items()
+                      if any(_field_path(e["loc"]).rsplit(".", 1)[-1] in _TAG_FIELDS for e in errs)}
+        if tag_failed and tag_failed != set(members):
+            dropped.update(id(e) for name in tag_failed for e in members[name])
+    return [e for e in errors if id(e) not in dropped]
+
+
 def describe_validation_errors(errors: Sequence[dict]) -> tuple[str, str | None]:
     """A client-facing message and the first offending field from pydantic/FastAPI errors.
 
@@ -47,7 +77,7 @@ def describe_validation_errors(errors: Sequence[dict]) -> tuple[str, str | None]
     (`value_error`) speaks for that field.
     """
     by_field: dict[str, dict] = {}
-    for err in errors:
+    for err in _intended_union_branches(errors):
         path = _field_path(err.get("loc", ()))
         seen = by_field.get(path)
         if seen is None or (err.get("type") == "value_error" and seen.get("type") != "value_error"):
@@ -63,8 +93,8 @@ def describe_validation_errors(errors: Sequence[dict]) -> tuple[str, str | None]
         if "input" in err and err.get("type") not in ("missing", "json_invalid"):
             line += f" (got {_short(err['input'])})"
         lines.append(line)
-    first = next(iter(by_field), None) or None
-    return "; ".join(lines) or "invalid request", first
+    first = next((path for path, err in by_field.items() if err.get("type") != "json_invalid"), None)
+    return "; ".join(lines) or "invalid request", first or None
 
 
 class BodySizeLimit:
@@ -117,6 +147,23 @@ class BodySizeLimit:
         return await self.app(scope, counted_receive, send)
 
 
+async def _starlette_http_error(request, exc):
+    """FastAPI raises Starlette's HTTPException for an unreadable body (non-UTF-8), unknown
+    routes and methods; answer those in the OpenAI error format too."""
+    from fastapi.responses import Response
+
+    detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+    if detail == "There was an error parsing the body":
+        detail = "request body could not be read as UTF-8 JSON"
+    return Response(_error_body(detail, "BadRequestError" if exc.status_code == 400 else
+                                str(exc.status_code), exc.status_code),
+                    status_code=exc.status_code, media_type="application/json",
+                    headers=getattr(exc, "headers", None))
+
+
 def install(app) -> None:
     """Add the guards to the FastAPI app (once, at import of the HTTP server)."""
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
     app.add_middleware(BodySizeLimit)
+    app.add_exception_handler(StarletteHTTPException, _starlette_http_error)
