@@ -12,6 +12,11 @@ four ways on the same token history (teacher forcing with the tokens of our path
 - ours:     BF16, attention by sglang.srt.rdna4.attention.decode;
 - upstream: BF16, attention by upstream 0.5.10's Triton decode kernel (if loadable).
 
+With ``--kv-dtype fp8_e4m3`` (or ``fp8_e5m2``) the BF16 paths keep their KV cache in FP8, stored
+as fp8(k / k_scale) and read back times k_scale (v likewise), exactly as SGLang's pool does;
+"ideal" is then the best a BF16 model with that FP8 KV cache can do (exact attention on the
+dequantized cache), and ours / upstream get the same FP8 pool and scales.
+
 Reported per path: the relative logit error against ref at every step, and the ratio of
 that error to the ideal path's. Run on a GPU:
 
@@ -48,6 +53,14 @@ class DeepConfig:
     softcap: float = 30.0
     max_kv_splits: int = 16
     seed: int = 0
+    kv_dtype: str = "bf16"  # bf16 | fp8_e4m3 | fp8_e5m2 (the BF16 paths' KV cache)
+    k_scale: float = 0.37  # FP8 KV only; not powers of two, so a forgotten scale shows
+    v_scale: float = 0.61
+
+    def kv_torch_dtype(self, act_dtype):
+        if self.kv_dtype == "bf16" or act_dtype == torch.float32:
+            return act_dtype
+        return {"fp8_e4m3": torch.float8_e4m3fn, "fp8_e5m2": torch.float8_e5m2}[self.kv_dtype]
 
     def is_full(self, layer: int) -> bool:
         return (layer + 1) % self.full_every == 0
@@ -102,9 +115,16 @@ class Path_:
 
     def __init__(self, cfg: DeepConfig, weights: dict, dtype, attend, device):
         self.cfg, self.w, self.dtype, self.attend = cfg, cast(weights, dtype), dtype, attend
-        self.k = [torch.zeros(cfg.steps + 1, cfg.kv_heads, cfg.head_dim(i), dtype=dtype, device=device)
+        self.kv_dtype = cfg.kv_torch_dtype(dtype)
+        self.fp8 = self.kv_dtype != dtype
+        self.scales = (cfg.k_scale, cfg.v_scale) if self.fp8 else (1.0, 1.0)
+        self.k = [torch.zeros(cfg.steps + 1, cfg.kv_heads, cfg.head_dim(i), dtype=self.kv_dtype, device=device)
                   for i in range(cfg.layers)]
         self.v = [torch.zeros_like(k) for k in self.k]
+
+    def store(self, x: torch.Tensor, scale: float) -> torch.Tensor:
+        """What the pool holds for x: SGLang's set_kv_buffer divides by the scale, then casts."""
+        return (x / scale).to(self.kv_dtype) if self.fp8 else x
 
     def step(self, token: int, pos: int) -> torch.Tensor:
         cfg, w = self.cfg, self.w
@@ -113,25 +133,25 @@ class Path_:
             d, lw = cfg.head_dim(i), w[i]
             xn = rms_norm(x)
             q = (xn @ lw["wq"]).view(cfg.q_heads, d)
-            self.k[i][pos] = (xn @ lw["wk"]).view(cfg.kv_heads, d)
-            self.v[i][pos] = (xn @ lw["wv"]).view(cfg.kv_heads, d)
+            self.k[i][pos] = self.store((xn @ lw["wk"]).view(cfg.kv_heads, d), self.scales[0])
+            self.v[i][pos] = self.store((xn @ lw["wv"]).view(cfg.kv_heads, d), self.scales[1])
             start = 0 if cfg.is_full(i) else max(0, pos + 1 - cfg.window)
-            o = self.attend(q, self.k[i], self.v[i], start, pos + 1, d ** -0.5)
+            o = self.attend(q, self.k[i], self.v[i], start, pos + 1, d ** -0.5, *self.scales)
             x = x + o.reshape(-1).to(self.dtype) @ lw["wo"]
             x = x + torch.nn.functional.gelu(rms_norm(x) @ lw["w1"], approximate="tanh") @ lw["w2"]
         logits = rms_norm(x).float() @ w["head"].float()
         return cfg.softcap * torch.tanh(logits / cfg.softcap)
 
 
-def exact_attend(q, kb, vb, start, end, sm_scale):
-    return exact_attention(q, kb[start:end], vb[start:end], sm_scale)
+def exact_attend(q, kb, vb, start, end, sm_scale, k_scale=1.0, v_scale=1.0):
+    return exact_attention(q, kb[start:end].float() * k_scale, vb[start:end].float() * v_scale, sm_scale)
 
 
 def kernel_attend(decode_fwd, cfg: DeepConfig, device):
     """Adapter: one sequence's attention through a Triton decode launcher's paged interface."""
     scratch = {}
 
-    def attend(q, kb, vb, start, end, sm_scale):
+    def attend(q, kb, vb, start, end, sm_scale, k_scale=1.0, v_scale=1.0):
         d = q.shape[-1]
         if d not in scratch:
             scratch[d] = (
@@ -145,7 +165,7 @@ def kernel_attend(decode_fwd, cfg: DeepConfig, device):
         splits = torch.tensor([min(cfg.max_kv_splits, max(1, (end - start) // 32))], dtype=torch.int32,
                               device=device)
         decode_fwd(q[None], kb, vb, out, indptr, indices, logits_buf, lse_buf, splits,
-                   cfg.max_kv_splits, sm_scale, 1.0, 1.0)
+                   cfg.max_kv_splits, sm_scale, k_scale, v_scale)
         return out[0]
 
     return attend
@@ -177,10 +197,20 @@ def run(cfg: DeepConfig, device="cuda") -> dict:
     for name, fwd in load_decoders(device).items():
         paths[name] = Path_(cfg, weights, torch.bfloat16, kernel_attend(fwd, cfg, device), device)
     errors = {name: [] for name in paths if name != "ref"}
+    failed = {}
     token, tokens = 1, []
     with torch.no_grad():
         for pos in range(cfg.steps):
-            logits = {name: p.step(token, pos) for name, p in paths.items()}
+            logits = {}
+            for name, p in list(paths.items()):
+                try:
+                    logits[name] = p.step(token, pos)
+                except Exception as err:  # e.g. upstream's kernel on an FP8 pool: reported, not fatal
+                    if name in ("ref", "ideal", "ours"):
+                        raise
+                    failed[name] = f"step {pos}: {type(err).__name__}: {str(err).splitlines()[0][:300]}"
+                    print(f"{name} path dropped at {failed[name]}")
+                    del paths[name], errors[name]
             ref = logits["ref"]
             for name in errors:
                 errors[name].append(float((logits[name] - ref).norm() / ref.norm()))
@@ -197,18 +227,20 @@ def run(cfg: DeepConfig, device="cuda") -> dict:
             "mean_ratio_to_ideal": float((e / ideal).mean()),
             "last_100_mean_rel_err": float(e[-100:].mean()),
         }
-    return {"config": cfg.__dict__, "device": torch.cuda.get_device_name() if device == "cuda" else device,
-            "distinct_tokens": len(set(tokens)), "summary": summary, "errors": errors}
+    return {"config": dict(cfg.__dict__), "device": torch.cuda.get_device_name() if device == "cuda" else device,
+            "distinct_tokens": len(set(tokens)), "summary": summary, "failed_paths": failed, "errors": errors}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--kv-dtype", default="bf16", choices=["bf16", "fp8_e4m3", "fp8_e5m2"])
     args = parser.parse_args()
-    result = run(DeepConfig(steps=args.steps))
+    result = run(DeepConfig(steps=args.steps, kv_dtype=args.kv_dtype))
     args.out.write_text(json.dumps(result, indent=1))
     print(f"{result['device']}: {result['config']['layers']} layers, {result['config']['steps']} steps, "
+          f"KV {result['config']['kv_dtype']}, "
           f"{result['distinct_tokens']} distinct tokens")
     for name, s in result["summary"].items():
         print(f"  {name:9s} max rel err {s['max_rel_logit_err']:.2e}  mean {s['mean_rel_logit_err']:.2e}  "

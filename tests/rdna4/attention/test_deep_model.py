@@ -1,5 +1,6 @@
 """60 Gemma-like BF16 layers, 600 greedy steps: our decode kernel keeps the logits as close
-to the float32 model as exact attention rounded to BF16 does, at every step (GPU only)."""
+to the float32 model as exact attention rounded to BF16 does, at every step (GPU only); the
+same with an FP8 (e4m3) KV cache with k/v scales, against exact attention on that cache."""
 
 from __future__ import annotations
 
@@ -33,6 +34,20 @@ def test_sixty_layers_six_hundred_steps_stay_at_the_bf16_floor():
     ours = result["summary"]["ours"]
     ideal = result["summary"]["ideal"]
     # every step: no worse than 1.5x the error of exact attention rounded once to BF16
+    assert ours["max_ratio_to_ideal"] <= 1.5, ours
+    assert ours["mean_ratio_to_ideal"] <= 1.1, ours
+    assert ours["max_rel_logit_err"] <= 2 * ideal["max_rel_logit_err"], (ours, ideal)
+
+
+def test_sixty_layers_with_an_fp8_kv_cache_stay_at_its_floor():
+    check = _load()
+    result = check.run(check.DeepConfig(layers=60, steps=600, kv_dtype="fp8_e4m3"))
+    if os.environ.get("DEEP_MODEL_FP8_JSON"):
+        Path(os.environ["DEEP_MODEL_FP8_JSON"]).write_text(json.dumps(result, indent=1))
+    assert result["distinct_tokens"] > 10, "the generation must not collapse into one token"
+    ours = result["summary"]["ours"]
+    ideal = result["summary"]["ideal"]
+    # ideal: exact attention on the same FP8 cache, rounded once to BF16
     assert ours["max_ratio_to_ideal"] <= 1.5, ours
     assert ours["mean_ratio_to_ideal"] <= 1.1, ours
     assert ours["max_rel_logit_err"] <= 2 * ideal["max_rel_logit_err"], (ours, ideal)
