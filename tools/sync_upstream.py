@@ -4,9 +4,11 @@ record our delta.
 
   materialize   fetch the pinned wheel(s), check sha256, lay out upstream + our diffs
   verify        the replay gate: pristine + our delta must equal the working tree
-  status        the divergence report (table, or --json)
+  status        the divergence report (table, or --json); during a rebase, what is left to resolve
   refresh       record edits of upstream files back into patches/
-  rebase        move our delta onto another release (--to VERSION [--dry-run] | --continue | --abort)
+  rebase        move our delta onto another release (--to VERSION [--dry-run] | --continue | --abort);
+                while one is in progress the other verbs refuse, and --abort restores patches/
+                and upstream.lock exactly as they were at --to
   cherry-pick   take files from a later release (--from VERSION PATH...), recorded in upstream.lock
 
 Standard library and pip only: it runs before anything else is installed.
@@ -22,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from upstream_sync import SyncError  # noqa: E402
 from upstream_sync import commands, rebase  # noqa: E402
+from upstream_sync.state import in_progress, refuse_during_rebase  # noqa: E402
 from upstream_sync.tree import Repo  # noqa: E402
 
 
@@ -64,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         repo = Repo(args.root)
+        # While a rebase is in progress every verb but rebase and status refuses: each would
+        # act on the old base (upstream.lock moves only at 'rebase --continue').
+        if args.verb in ("materialize", "verify", "refresh"):
+            refuse_during_rebase(repo.root, args.verb)
         if args.verb == "materialize":
             return commands.materialize(repo, force=args.force)
         if args.verb == "verify":
@@ -72,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
             fmt = "json" if args.json else "markdown" if args.markdown else "table"
             if args.against:
                 return rebase.preview(repo, args.against, fmt)
+            if in_progress(repo.root) is not None:
+                return rebase.rebase_status(repo.root, fmt)
             return commands.status(repo, fmt)
         if args.verb == "refresh":
             return commands.refresh(repo, args.paths, args.reason, args.upstream_status)

@@ -6,6 +6,7 @@ setuptools builds, so `pip install -e python` works from a fresh clone.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -23,7 +24,29 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 SYNC_TOOL = REPO_ROOT / "tools" / "sync_upstream.py"
 
 
+REBASE_STATE = REPO_ROOT / ".sync-rebase" / "state.json"
+
+
+def _refuse_during_rebase() -> None:
+    """materialize would lay the old base back over a rebase's merged tree and resolutions."""
+    if not REBASE_STATE.is_file():
+        return
+    versions = ""
+    try:
+        state = json.loads(REBASE_STATE.read_text())
+        versions = f" {state.get('from', '?')} -> {state.get('to', '?')}"
+    except (OSError, ValueError):
+        pass
+    raise SystemExit(
+        f"sglang-rdna4: a rebase{versions} is in progress in {REPO_ROOT} ({REBASE_STATE.parent.name}/ "
+        f"exists). Installing now would lay the old upstream base back over the merged files and "
+        f"your conflict resolutions. Finish it with 'python {SYNC_TOOL.relative_to(REPO_ROOT)} rebase "
+        f"--continue' (or undo it with 'rebase --abort'), then install again. Nothing was installed."
+    )
+
+
 def _materialize() -> None:
+    _refuse_during_rebase()
     if not SYNC_TOOL.is_file():
         raise SystemExit(
             f"sglang-rdna4: {SYNC_TOOL} not found. Build from a full clone of the repository: "

@@ -165,10 +165,11 @@ OUR_PATCHES = {
 }
 
 
-def make_rebase_repo(tmp: Path, patches: dict[str, str] | None = None) -> Fixture:
+def make_rebase_repo(tmp: Path, patches: dict[str, str] | None = None,
+                     release_1: dict[str, str] | None = None) -> Fixture:
     """A repo on fakeup 1.0 with our diffs; fakeup 2.0 and 3.0 on the local index."""
     fx = make_repo(tmp)
-    wheel1 = build_wheel(fx.wheels, "1.0", RELEASE_1_FULL)
+    wheel1 = build_wheel(fx.wheels, "1.0", RELEASE_1_FULL if release_1 is None else release_1)
     build_wheel(fx.wheels, "2.0", RELEASE_2)
     build_wheel(fx.wheels, "3.0", {**RELEASE_2, "srt/ours.py": "CLASH = 1\n"})
     (fx.root / "upstream.lock").write_text(lock_text("1.0", wheel1))

@@ -83,6 +83,6 @@ def test_preview_of_our_delta_on_later_releases(version):
     }
     assert diffs == ours
     known = {"clean", "conflict", "upstream now contains it", "upstream deleted the file",
-             "upstream moved the file", "new upstream file collides", "cherry-pick now in base",
+             "upstream moved the file", "upstream rewrote the file", "new upstream file collides", "cherry-pick now in base",
              "cherry-pick kept"}
     assert all(v["verdict"] in known for v in report["verdicts"])

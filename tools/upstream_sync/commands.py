@@ -358,7 +358,9 @@ def refresh(repo: Repo, paths: list[str], reason: str | None, upstream: str | No
         new_reason = reason or (patch.reason if patch else "") or TODO_REASON
         new_upstream = upstream or (patch.upstream if patch else "") or "carry"
         patch_file.parent.mkdir(parents=True, exist_ok=True)
-        patch_file.write_text(render_patch(shown, diff, new_reason, new_upstream))
+        tmp = patch_file.with_name(patch_file.name + ".sync-tmp")  # the old diff stays until the new one is whole
+        tmp.write_text(render_patch(shown, diff, new_reason, new_upstream))
+        os.replace(tmp, patch_file)
         added, removed = udiff.count_changes(diff)
         progress(f"[sync] {shown}: recorded in {patch_file.relative_to(repo.root)} (+{added} -{removed})")
         changed += 1

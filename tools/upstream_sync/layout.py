@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from upstream_sync import progress, SyncError, wheels
+from upstream_sync.state import prune_empty_dirs
 from upstream_sync.tree import BACKUP_DIR, MANIFEST_NAME, Repo, exclude_pattern
 
 EXCLUDE_BEGIN = "# >>> sglang-rdna4: upstream files laid out by tools/sync_upstream.py (do not edit)"
@@ -72,7 +73,9 @@ def backup(repo: Repo, rels: list[str]) -> Path:
     return target
 
 
-def lay_out(repo: Repo, expected: dict[str, bytes], force: bool) -> None:
+def lay_out(repo: Repo, expected: dict[str, bytes], force: bool, why: str = "--force") -> None:
+    """Write `expected` into the tree. Unrecorded edits stop it, unless `force`: then they are
+    set aside in .sync-backups/ first (`why` names the command that asked, for the message)."""
     manifest = read_manifest(repo)
     collisions = sorted(rel for rel in repo.tracked if rel in expected)
     if collisions:
@@ -93,7 +96,8 @@ def lay_out(repo: Repo, expected: dict[str, bytes], force: bool) -> None:
                 f"record them (then commit), or pass --force to set them aside in {BACKUP_DIR}/."
             )
         where = backup(repo, dirty)
-        progress(f"[sync] --force: saved {len(dirty)} unrecorded edit(s) under {where}", flush=True)
+        progress(f"[sync] {why}: saved {len(dirty)} unrecorded edit(s) under {where} before "
+                 f"overwriting them:\n  {listed}{more}", flush=True)
 
     written = 0
     total = len(expected)
@@ -110,16 +114,20 @@ def lay_out(repo: Repo, expected: dict[str, bytes], force: bool) -> None:
         if n % 500 == 0:
             progress(f"[sync]   {n}/{total}", flush=True)
     removed = 0
+    emptied: list[Path] = []
     for rel in sorted(set(manifest) - set(expected)):
         path = repo.dest / rel
         if path.exists() and rel not in repo.tracked:
             path.unlink()
             removed += 1
+            emptied.append(path.parent)
+    # a stale file's folder goes with it when nothing but bytecode is left in it
+    pruned = prune_empty_dirs(repo.dest, emptied, drop_bytecode=True)
     write_manifest(repo, {rel: wheels.sha256_of(data) for rel, data in expected.items()})
     write_exclude(repo, sorted(expected))
     print(
         f"[sync] layout done: {written} written, {total - written} already current, "
-        f"{removed} stale removed",
+        f"{removed} stale removed" + (f" ({pruned} emptied folder(s) removed)" if pruned else ""),
         flush=True,
     )
 

@@ -16,11 +16,15 @@ CONFLICT = "conflict"
 UPSTREAMED = "upstream now contains it"
 DELETED = "upstream deleted the file"
 MOVED = "upstream moved the file"
+REWRITTEN = "upstream rewrote the file"
 COLLISION = "new upstream file collides"
 KEPT = "new file kept"
 PICK_IN_BASE = "cherry-pick now in base"
 PICK_KEPT = "cherry-pick kept"
-NEEDS_WORK = {CONFLICT, DELETED, MOVED, COLLISION}
+NEEDS_WORK = {CONFLICT, DELETED, MOVED, REWRITTEN, COLLISION}
+# When the new upstream file keeps less than this share of the old one (by lines), a merge
+# would be one conflict around the whole file: the code moved, and the change must be ported.
+REWRITE_SIMILARITY = 0.25
 
 
 @dataclass
@@ -74,6 +78,34 @@ def _guess_move(rel: str, old_text: str, candidates: dict[str, wheels.Member]) -
     return best if best_ratio >= 0.6 else None
 
 
+def _line_set(text: str) -> set[str]:
+    """Distinctive lines (stripped, long enough not to be boilerplate) of a source file."""
+    return {s for s in (line.strip() for line in text.split("\n")) if len(s) >= 24}
+
+
+def _similarity(old: str, new: str) -> float:
+    a, b = old.split("\n"), new.split("\n")
+    return difflib.SequenceMatcher(None, a, b, autojunk=False).ratio()
+
+
+def _guess_new_homes(rel: str, old_text: str, new_text: str, tree: dict[str, bytes]) -> list[str]:
+    """Files of the new release holding most of the lines that left `rel` (at most 3)."""
+    gone = _line_set(old_text) - _line_set(new_text)
+    if not gone:
+        return []
+    hits = []
+    for other, data in tree.items():
+        if other == rel or not other.endswith(".py"):
+            continue
+        try:
+            found = len(gone & _line_set(data.decode("utf-8")))
+        except UnicodeDecodeError:
+            continue
+        if found * 10 >= len(gone):  # a tenth of the departed lines at least
+            hits.append((found, other))
+    return [other for _, other in sorted(hits, key=lambda h: (-h[0], h[1]))[:3]]
+
+
 def make_plan(repo: Repo, new: Release) -> Plan:
     package = repo.lock.package
     upstream_new = wheels.read_package(wheels.fetch(new), package)
@@ -107,6 +139,16 @@ def make_plan(repo: Repo, new: Release) -> Plan:
             v.moved_to = target or ""
             continue
         theirs = new_tree[rel].decode("utf-8")
+        old_text = repo.pristine_text(rel)
+        if _similarity(old_text, theirs) < REWRITE_SIMILARITY:
+            homes = _guess_new_homes(rel, old_text, theirs, new_tree)
+            where = (", ".join(f"{repo.dest_rel}/{h}" for h in homes)) if homes else "no single file"
+            v.verdict = REWRITTEN
+            v.detail = (f"{len(old_text.splitlines())} -> {len(theirs.splitlines())} lines; the code "
+                        f"probably moved to {where}; laid out as {new.version} ships it")
+            v.moved_to = homes[0] if homes else ""
+            merged[rel] = theirs
+            continue
         text, conflicts = merge3(repo.expected_text(rel), repo.pristine_text(rel), theirs, shown)
         merged[rel] = text
         if conflicts:
