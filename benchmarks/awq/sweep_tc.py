@@ -44,7 +44,7 @@ def phase_a() -> list[tuple[int, TcGemmConfig]]:
     out = []
     for m, bm in ((16, 16), (64, 64), (256, 128)):
         for d in DESIGNS:
-            for bn, bk in ((128, 128), (256, 64)):
+            for bn, bk in ((128, 128 if bm <= 16 else 64),):
                 w = 8 if bm >= 128 else 4
                 out.append((m, TcGemmConfig(block_m=bm, block_n=bn, block_k=bk, num_warps=w, num_stages=3,
                                             waves=4 if m <= 64 else 1, **d)))
@@ -55,9 +55,10 @@ def phase_b(bucket: int, design: dict) -> list[tuple[int, TcGemmConfig]]:
     m = BUCKETS[bucket]
     bms = {16: (16,), 32: (16, 32), 64: (32, 64), 128: (64, 128), 256: (64, 128)}[bucket]
     out = []
-    stages = (3, 4) if bucket <= 32 else (2, 3)
+    stages = (3, 4) if bucket <= 32 else (3,)
     waves_opts = {16: (2, 4, 8), 32: (2, 4), 64: (2, 4)}.get(bucket, (1, 2))
-    for bm, bn, bk, st in itertools.product(bms, (64, 128, 256), (64, 128), stages):
+    bns = (64, 128, 256) if bucket <= 64 else (128, 256)
+    for bm, bn, bk, st in itertools.product(bms, bns, (64, 128), stages):
         if bm * bn >= 128 * 256:
             continue
         w = 8 if bm * bn >= 128 * 128 else 4

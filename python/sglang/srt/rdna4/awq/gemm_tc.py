@@ -135,7 +135,7 @@ def awq_gemm_tc_kernel(
         zc = _unpack_cols(zw, jz)  # 128 + z per column, FP32
 
         if SCALE_IN_W:
-            wd = (w - zc[None, :]) * s[None, :]
+            wd = w * s[None, :] - (zc * s)[None, :]  # one FMA per weight
             if DOT_F32:
                 xd = x.to(tl.float32)
             else:
