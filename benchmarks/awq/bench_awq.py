@@ -273,12 +273,53 @@ def choose_paths(result) -> None:
                 r["speedup_vs_dense"] = round(r["dense_us"] / t, 2)
 
 
+MOE_SHAPE = dict(e=128, top_k=8, h=2048, inter=768)  # Qwen3-30B-A3B-like experts, G = 128
+MOE_TOKENS = [1, 2, 4, 8, 16, 32, 64, 128, 256]
+
+
+def moe_rows(log) -> list[dict]:
+    """fused_awq_moe per-slot kernels vs per-expert blocks (bf16), by token count."""
+    from sglang.srt.rdna4.awq.moe import fused_awq_moe
+    from sglang.srt.rdna4.awq.reference import awq_moe_ref
+
+    e, top_k, h, inter = (MOE_SHAPE[k] for k in ("e", "top_k", "h", "inter"))
+    if DRY:
+        e, top_k, h, inter = 4, 2, 64, 32
+    dtype = torch.bfloat16
+
+    def stack(k, n, seed):
+        ps = [random_awq(k, n, GROUP if not DRY else 32, dtype, device=DEV, seed=seed + i) for i in range(e)]
+        return [torch.stack([getattr(p, f) for p in ps]) for f in ("qweight", "scales", "qzeros")]
+
+    w13, w2 = stack(h, 2 * inter, 10), stack(inter, h, 1000)
+    rows = []
+    for t in (MOE_TOKENS[:3] if DRY else MOE_TOKENS):
+        x = torch.randn(t, h, dtype=dtype, device=DEV)
+        logits = torch.randn(t, e, device=DEV)
+        wts, ids = torch.softmax(logits, -1).topk(top_k, dim=-1)
+        ids = ids.to(torch.int32)
+        row = {"T": t, **MOE_SHAPE}
+        for name, blocked in (("per_slot", False), ("blocked", True)):
+            try:
+                fn = lambda b=blocked: fused_awq_moe(x, *w13, *w2, wts, ids, blocked=b)  # noqa: E731
+                if t == 16:
+                    ref = awq_moe_ref(x, *w13, *w2, wts, ids)
+                    row[name + "_rel_err"] = round(float((fn().double() - ref).norm() / ref.norm()), 6)
+                row[name + "_us"] = round(graph_us([fn]), 2)
+            except Exception as ex:  # noqa: BLE001
+                row[name + "_error"] = repr(ex)[:300]
+        rows.append(row)
+        log(json.dumps(row))
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
     ap.add_argument("--sweep", action="store_true")
     ap.add_argument("--quick", action="store_true", help="fewer shapes (smoke test)")
     ap.add_argument("--gemv-config", help="JSON file of a GemvConfig to use (sweep_gemv.py --best-out)")
+    ap.add_argument("--moe", action="store_true", help="also time the MoE experts (per slot vs blocked)")
     ap.add_argument("--tc-configs", help="JSON {max M: TcGemmConfig} to use (sweep_tc.py --best-out)")
     args = ap.parse_args()
     os.environ.setdefault("SGLANG_RDNA4", "1")
@@ -327,6 +368,11 @@ def main() -> None:
     result["hip_gemv_build"] = "ok" if hip_op is not None else f"failed: {hip_err}"
     log(f"HIP GEMV: {result['hip_gemv_build'][:300]}")
 
+    if args.moe:
+        try:
+            result["moe_rows"] = moe_rows(log)
+        except Exception as ex:  # noqa: BLE001 - the dense tables still run
+            log(f"MoE timing failed: {ex!r}"[:500])
     th = dispatch.AWQThresholds.from_env()
     for (k, n) in shapes:
         for dname, dtype in DTYPES.items():

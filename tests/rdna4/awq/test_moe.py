@@ -72,3 +72,45 @@ def test_fused_moe_gpu(dtype, activation, t):
     y = fused_awq_moe(x, *w13, *w2, wts, ids, activation=activation)
     ref = awq_moe_ref(x, *w13, *w2, wts, ids, activation=activation)
     assert rel_rms_error(y, ref) <= TOL
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("t,h,inter,e,top_k,g", [(5, 64, 32, 4, 2, 32), (9, 96, 88, 5, 3, -1), (20, 128, 64, 3, 2, 64)])
+def test_fused_moe_blocked(dtype, t, h, inter, e, top_k, g):
+    # Per-expert token blocks (moe_tc.py): ragged runs per expert, I = 88 not a multiple of
+    # the 64-column tile, per-column groups.
+    x, w13, w2, wts, ids = _case(t, h, inter, e, top_k, g, dtype, seed=t)
+    y = fused_awq_moe(x, *w13, *w2, wts, ids, blocked=True)
+    ref = awq_moe_ref(x, *w13, *w2, wts, ids)
+    assert y.dtype == dtype and y.shape == (t, h)
+    assert rel_rms_error(y, ref) <= TOL
+
+
+def test_align_slots_groups_by_expert_and_drops_foreign_ids():
+    from sglang.srt.rdna4.awq.moe_tc import align_slots
+
+    ids = torch.tensor([[2, 0], [2, -1], [0, 2], [1, 2]], dtype=torch.int32)
+    bslots, bexp = align_slots(ids, num_experts=3, block_m=2)
+    assert bexp.tolist()[:4] == [0, 1, 2, 2] and set(bexp.tolist()[4:]) == {-1}
+    blocks = bslots.view(-1, 2).tolist()
+    assert blocks[0] == [1, 4]  # expert 0: slots 1 and 4, in slot order
+    assert blocks[1] == [6, -1]  # expert 1: one slot, padded
+    assert blocks[2] + blocks[3] == [0, 2, 5, 7]  # expert 2
+    assert 3 not in bslots.tolist()  # the slot routed to -1 is in no block
+
+
+def test_blocked_with_foreign_experts():
+    x, w13, w2, wts, ids = _case(6, 64, 32, 4, 2, 32, torch.float16, seed=5)
+    ids_masked = ids.clone()
+    ids_masked[::2, 1] = -1
+    y = fused_awq_moe(x, *w13, *w2, wts, ids_masked, blocked=True)
+    assert rel_rms_error(y, awq_moe_ref(x, *w13, *w2, wts, ids_masked)) <= TOL
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("t", [4, 37, 256])
+def test_fused_moe_blocked_gpu(dtype, t):
+    x, w13, w2, wts, ids = _case(t, 2816, 704, 32, 8, 32, dtype, device="cuda", seed=t)
+    y = fused_awq_moe(x, *w13, *w2, wts, ids, blocked=True)
+    assert rel_rms_error(y, awq_moe_ref(x, *w13, *w2, wts, ids)) <= TOL

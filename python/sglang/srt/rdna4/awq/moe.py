@@ -23,6 +23,10 @@ from sglang.srt.rdna4.awq.config import pow2_block_k
 from sglang.srt.rdna4.awq.gemv import MAGIC_BITS, gemv_step8
 
 ACTIVATIONS = {"silu": 0, "gelu_tanh": 1, "gelu": 2}  # gelu: the exact (erf) GELU
+# From this many tokens on, fp16/bf16 calls on a GPU take the per-expert-block path
+# (moe_tc.py: weights read once per block of slots, tensor-core dots); below it, the
+# per-slot kernels here. The CPU interpreter keeps the per-slot kernels unless asked.
+BLOCKED_MIN_TOKENS = 4
 
 
 @triton.jit
@@ -206,8 +210,12 @@ def fused_awq_moe(
     block_n8: int = 16,
     block_k: int = 64,
     num_warps: int = 4,
+    blocked: bool | None = None,
 ) -> torch.Tensor:
-    """MoE experts for x [T, H] routed by topk_ids/topk_weights [T, top_k] -> [T, H] in x.dtype."""
+    """MoE experts for x [T, H] routed by topk_ids/topk_weights [T, top_k] -> [T, H] in x.dtype.
+
+    ``blocked``: force (True) or forbid (False) the per-expert-block path; None: by
+    BLOCKED_MIN_TOKENS on a GPU for fp16/bf16."""
     if activation not in ACTIVATIONS:
         raise ValueError(f"fused_awq_moe: activation {activation!r} unsupported; use one of {list(ACTIVATIONS)}")
     if x.dim() != 2 or x.stride(-1) != 1:
@@ -228,6 +236,15 @@ def fused_awq_moe(
     wts = topk_weights.contiguous()
     if slots == 0:
         return torch.zeros_like(x)
+    if blocked is None:
+        blocked = x.is_cuda and x.dtype in (torch.float16, torch.bfloat16) and t >= BLOCKED_MIN_TOKENS
+    if blocked:
+        if x.dtype not in (torch.float16, torch.bfloat16):
+            raise ValueError(f"fused_awq_moe: the blocked path needs float16 or bfloat16 activations, got {x.dtype}")
+        from sglang.srt.rdna4.awq.moe_tc import fused_awq_moe_blocked
+
+        return fused_awq_moe_blocked(x, w13_qweight, w13_scales, w13_qzeros, w2_qweight, w2_scales, w2_qzeros,
+                                     wts, ids, ACTIVATIONS[activation], inter, g13, g2)
 
     act_buf = torch.empty((slots, inter), dtype=torch.float32, device=x.device)
     bk1 = pow2_block_k(g13, block_k)
