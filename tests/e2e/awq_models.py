@@ -151,3 +151,56 @@ def teacher_forced_logprobs(model_dir: Path, input_ids: list[int], output_ids: l
         logits = model(input_ids=ids).logits[0].to(torch.float64)
     start = len(input_ids) - 1
     return torch.log_softmax(logits[start : start + len(output_ids)], dim=-1)
+
+
+# Qwen3-Next / Qwen3-Coder-Next int4 checkpoints (GPTQ and AWQ alike) quantize the routed
+# experts only: DeltaNet (`linear_attn`), full attention (`self_attn`), the shared expert and
+# the routers stay in 16 bits.
+EXPERTS_ONLY_UNQUANTIZED = ("linear_attn", "self_attn", "shared_expert")
+_ROUTED_EXPERT = re.compile(r"\.layers\.\d+\.mlp\.experts\.\d+\.(gate|up|down)_proj\.weight$")
+
+
+def experts_only_quantization_config(scheme: str, group_size: int) -> dict:
+    config = quantization_config(scheme, group_size)
+    if scheme == "awq":
+        config["modules_to_not_convert"] = list(EXPERTS_ONLY_UNQUANTIZED)
+    else:
+        config["dynamic"] = {f"-:.*{m}.*": {} for m in EXPERTS_ONLY_UNQUANTIZED}
+    return config
+
+
+def quantize_routed_experts(
+    float_dir: Path, quant_dir: Path, deq_dir: Path, scheme: str, group_size: int = 32,
+    scale_dtype: torch.dtype = torch.float16,
+) -> int:
+    """As quantize_checkpoint, for a checkpoint that stores its experts per expert (as HF
+    saves Qwen3-Next), with only the routed experts quantized. Returns how many were."""
+    quantize = {"awq": _awq, "gptq": _gptq}[scheme]
+    float_dir, quant_dir, deq_dir = Path(float_dir), Path(quant_dir), Path(deq_dir)
+    files = sorted(float_dir.glob("*.safetensors"))
+    if len(files) != 1:
+        raise ValueError(f"{float_dir}: expected one safetensors file, found {len(files)}")
+    state = load_file(str(files[0]))
+    if any(is_fused_experts(name, t) for name, t in state.items()):
+        raise ValueError(f"{float_dir}: experts stored fused in 3-D; use quantize_checkpoint")
+    quant: dict[str, torch.Tensor] = {}
+    deq: dict[str, torch.Tensor] = {}
+    count = 0
+    for name, tensor in state.items():
+        if _ROUTED_EXPERT.search(name):
+            tensors, w = quantize(tensor.to(torch.float32), group_size, scale_dtype)
+            quant.update({f"{name[: -len('.weight')]}.{k}": v.contiguous() for k, v in tensors.items()})
+            deq[name] = w.to(torch.float32).contiguous()
+            count += 1
+        else:
+            quant[name] = deq[name] = tensor
+    for out, tensors in ((quant_dir, quant), (deq_dir, deq)):
+        out.mkdir(parents=True, exist_ok=True)
+        for f in float_dir.iterdir():
+            if f.suffix != ".safetensors" and f.name != "server.log" and f.is_file():
+                shutil.copy(f, out / f.name)
+        save_file(tensors, str(out / files[0].name), metadata={"format": "pt"})
+    config = json.loads((float_dir / "config.json").read_text())
+    config["quantization_config"] = experts_only_quantization_config(scheme, group_size)
+    (quant_dir / "config.json").write_text(json.dumps(config, indent=2))
+    return count

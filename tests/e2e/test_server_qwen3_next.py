@@ -7,13 +7,22 @@ HF transformers on the same tiny random weights.
   tokens; the tolerance is twice what HF's own bf16 forward deviates on those tokens, plus
   0.05 (as tests/e2e/test_gpu_tiny_models.py does): random tiny models differ a lot in how
   much bf16 moves them.
+- int4 experts (Qwen3-Coder-Next's int4 checkpoints: routed experts int4; DeltaNet,
+  attention, the shared expert and the routers 16-bit): an AWQ checkpoint in bfloat16 with
+  the RDNA4 paths forced on (our fused_awq_moe kernel, under the Triton interpreter) against
+  HF on its dequantized twin, with the same bf16 tolerance; the same check against the
+  original float model must fail, so the tolerance resolves the 4-bit rounding.
 """
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 import torch
 
+from tests.e2e.awq_models import quantize_routed_experts
 from tests.e2e.harness import Server, build_model, hf_greedy
 
 pytestmark = pytest.mark.e2e
@@ -71,20 +80,52 @@ def test_float32_matches_hf(model_dir):
     assert got == [hf_greedy(model_dir, p, NEW_TOKENS) for p in (PROMPT, [1, 70, 71, 72])]
 
 
+def bf16_deviation(model_dir, tokens: list[int], logprobs: list[float]) -> dict[str, float]:
+    """How far the server's bf16 greedy steps are from HF float32 teacher-forced on them, and
+    the tolerance: twice HF's own bf16 deviation on the same tokens, plus 0.05."""
+    full = PROMPT + tokens
+    rows = slice(len(PROMPT) - 1, -1)  # row i predicts tokens[i]
+    steps, picked = torch.arange(len(tokens)), torch.tensor(tokens)
+    hf = hf_logprobs(model_dir, full)[rows]
+    chosen = hf[steps, picked]
+    yardstick = float((hf_logprobs(model_dir, full, torch.bfloat16)[rows][steps, picked] - chosen).abs().max())
+    return {
+        "behind_argmax": float((hf.max(dim=-1).values - chosen).max()),
+        "logprob_err": float((chosen - torch.tensor(logprobs, dtype=torch.float64)).abs().max()),
+        "hf_bf16_deviation": yardstick, "tol": 2 * yardstick + 0.05,
+    }
+
+
+def within(dev: dict[str, float]) -> bool:
+    return dev["behind_argmax"] <= dev["tol"] and dev["logprob_err"] <= dev["tol"]
+
+
 def test_bfloat16_tracks_hf(model_dir):
     with Server(model_dir, extra_args=["--dtype", "bfloat16", *HYBRID_ARGS], env=HYBRID_ENV) as server:
         tokens, logprobs = generate(server, PROMPT, NEW_TOKENS)
-    full = PROMPT + tokens
-    rows = slice(len(PROMPT) - 1, -1)  # row i predicts tokens[i]
-    hf = hf_logprobs(model_dir, full)[rows]
-    hf_bf16 = hf_logprobs(model_dir, full, torch.bfloat16)[rows]
-    steps = torch.arange(len(tokens))
-    chosen = hf[steps, torch.tensor(tokens)]
-    behind_argmax = float((hf.max(dim=-1).values - chosen).max())
-    logprob_err = float((chosen - torch.tensor(logprobs, dtype=torch.float64)).abs().max())
-    yardstick = float((hf_bf16[steps, torch.tensor(tokens)] - chosen).abs().max())
-    tol = 2 * yardstick + 0.05
-    detail = (f"behind HF argmax {behind_argmax:.4f}, |dlogprob| {logprob_err:.4f}, "
-              f"HF's own bf16 deviation {yardstick:.4f}, tolerance {tol:.4f}")
-    print(detail)
-    assert behind_argmax <= tol and logprob_err <= tol, detail
+    dev = bf16_deviation(model_dir, tokens, logprobs)
+    print(dev)
+    assert within(dev), dev
+
+
+SITE = Path(__file__).resolve().parent / "triton_interpret_site"  # TRITON_INTERPRET in every server process
+INT4_TOKENS = 16  # each step runs the interpreted MoE kernel
+
+
+def test_int4_experts_bfloat16_track_dequantized_model(model_dir, tmp_path):
+    quant_dir, deq_dir = tmp_path / "awq", tmp_path / "dequantized"
+    # 4 layers x 8 experts x 3 projections; bf16-exact scales, so HF sees what the kernel reads
+    assert quantize_routed_experts(model_dir, quant_dir, deq_dir, "awq", 32, torch.bfloat16) == 96
+    pythonpath = os.pathsep.join(p for p in (str(SITE), os.environ.get("PYTHONPATH", "")) if p)
+    env = {**HYBRID_ENV, "SGLANG_RDNA4": "1", "TRITON_INTERPRET": "1", "PYTHONPATH": pythonpath}
+    with Server(quant_dir, extra_args=["--dtype", "bfloat16", *HYBRID_ARGS], env=env) as server:
+        tokens, logprobs = generate(server, PROMPT, INT4_TOKENS)
+        log = server.log_path.read_text(errors="replace")
+    assert "AWQ MoE E=8 hidden=64 intermediate=32 G=32 torch.bfloat16: fused_awq_moe" in log, log[-4000:]
+    assert "AWQ layer" not in log, "a 16-bit layer was built as AWQ:\n" + log[-4000:]
+    assert "Traceback" not in log, log[-4000:]
+    dev = bf16_deviation(deq_dir, tokens, logprobs)
+    original = bf16_deviation(model_dir, tokens, logprobs)
+    print({"dequantized": dev, "original": original})
+    assert within(dev), dev
+    assert not within({**original, "tol": dev["tol"]}), (dev, original)
