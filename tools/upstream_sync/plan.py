@@ -89,7 +89,7 @@ def _similarity(old: str, new: str) -> float:
 
 
 def _guess_new_homes(rel: str, old_text: str, new_text: str, tree: dict[str, bytes]) -> list[str]:
-    """Files of the new release holding most of the lines that left `rel` (at most 3)."""
+    """Files of the new release holding most of the lines that left `rel` (at most 3, most first)."""
     gone = _line_set(old_text) - _line_set(new_text)
     if not gone:
         return []
@@ -101,7 +101,7 @@ def _guess_new_homes(rel: str, old_text: str, new_text: str, tree: dict[str, byt
             found = len(gone & _line_set(data.decode("utf-8")))
         except UnicodeDecodeError:
             continue
-        if found * 10 >= len(gone):  # a tenth of the departed lines at least
+        if found * 50 >= len(gone):  # 2% of the departed lines at least (a split file spreads them)
             hits.append((found, other))
     return [other for _, other in sorted(hits, key=lambda h: (-h[0], h[1]))[:3]]
 
