@@ -17,7 +17,8 @@ import torch
 
 from sglang.srt.rdna4.awq import dispatch
 
-PATH_COLUMN = {"gemv": "ours_gemv_us", "gemm_tc": "ours_gemm_tc_us", "dequant_matmul": "upstream_dequant_matmul_us"}
+PATH_COLUMN = {"gemv": "ours_gemv_us", "gemm_tc": "ours_gemm_tc_us", "dequant_matmul": "upstream_dequant_matmul_us",
+               "gemm": "ours_gemm_us", "upstream_fused": "upstream_fused_us"}
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 

@@ -18,7 +18,7 @@ TOL = 1e-2
 def _fresh_plans(monkeypatch):
     monkeypatch.setattr(dispatch, "_PLANS", {})
     monkeypatch.setattr(dispatch, "_WARNED", set())
-    for var in (dispatch.GEMV_MAX_M_ENV, dispatch.GEMM_MAX_M_ENV, dispatch.GEMV_IMPL_ENV):
+    for var in (dispatch.GEMV_MAX_M_ENV, dispatch.GEMM_MAX_M_ENV, dispatch.GEMV_IMPL_ENV, dispatch.GEMM_KERNEL_ENV):
         monkeypatch.delenv(var, raising=False)
 
 
@@ -169,4 +169,29 @@ def test_awq_linear_gpu(dtype, m):
     p = random_awq(5120, 13824, 128, dtype, device="cuda")
     x = torch.randn(m, 5120, device="cuda").to(dtype)
     y = dispatch.awq_linear(x, p.qweight, p.scales, p.qzeros)
+    assert rel_rms_error(y, awq_linear_ref(x, p.qweight, p.scales, p.qzeros)) <= TOL
+
+
+def test_legacy_rules_on_request(monkeypatch):
+    monkeypatch.setenv(dispatch.GEMM_KERNEL_ENV, "legacy")
+    monkeypatch.setattr(dispatch, "_UPSTREAM_FUSED", [lambda *a: None])
+    cuda = torch.device("cuda")
+    path = lambda m, k, n, dt=torch.float16: dispatch.kernel_for(m, dt, cuda, None, k, n, 128)  # noqa: E731
+    assert path(2, 4096, 4096) == "gemv"
+    assert path(8, 4096, 4096) == "gemm"
+    assert path(16, 4096, 4096) == "dequant_matmul"
+    assert path(16, 5120, 5120) == "upstream_fused"
+    assert path(32, 5120, 13824, torch.bfloat16) == "gemm"
+    monkeypatch.setenv(dispatch.GEMM_KERNEL_ENV, "bogus")
+    with pytest.raises(ValueError, match=dispatch.GEMM_KERNEL_ENV):
+        dispatch.AWQThresholds.from_env()
+
+
+@pytest.mark.parametrize("m", [3, 8])
+def test_awq_linear_legacy_gemm(monkeypatch, m):
+    monkeypatch.setenv(dispatch.GEMM_KERNEL_ENV, "legacy")
+    p = random_awq(64, 128, 32, torch.float16, seed=m)
+    x = torch.randn(m, 64).to(torch.float16)
+    y = dispatch.awq_linear(x, p.qweight, p.scales, p.qzeros)
+    assert dispatch.plan_for(64, 128, 32, torch.float16, x.device).path_for(m) == "gemm"
     assert rel_rms_error(y, awq_linear_ref(x, p.qweight, p.scales, p.qzeros)) <= TOL

@@ -12,7 +12,8 @@ the logged plan is the plan that runs. Paths, from the H200 run of benchmarks/aw
                                       (upstream's Triton dequantizer when the upstream tree
                                       is importable: measured faster than ours; else ours)
 Overrides: SGLANG_RDNA4_AWQ_GEMV_MAX_M, SGLANG_RDNA4_AWQ_GEMM_MAX_M (all layer sizes),
-SGLANG_RDNA4_AWQ_DEQUANT=auto|ours|upstream, SGLANG_RDNA4_AWQ_GEMV=auto|triton|hip.
+SGLANG_RDNA4_AWQ_DEQUANT=auto|ours|upstream, SGLANG_RDNA4_AWQ_GEMV=auto|triton|hip,
+SGLANG_RDNA4_AWQ_GEMM=tc|legacy (legacy: the rules before gemm_tc, see LEGACY_*).
 
 Weights stay in the AWQ checkpoint layout; only the scales are cast (to the model dtype,
 once, at load). A layer whose call cannot take a fast path (no GPU and no Triton
@@ -46,6 +47,15 @@ GEMV_IMPL_ENV = "SGLANG_RDNA4_AWQ_GEMV"  # auto | triton | hip
 DEQUANT_ENV = "SGLANG_RDNA4_AWQ_DEQUANT"  # auto | ours | upstream
 GEMV_MAX_M_ENV = "SGLANG_RDNA4_AWQ_GEMV_MAX_M"
 GEMM_MAX_M_ENV = "SGLANG_RDNA4_AWQ_GEMM_MAX_M"
+GEMM_KERNEL_ENV = "SGLANG_RDNA4_AWQ_GEMM"  # tc | legacy
+DEFAULT_GEMM_KERNEL = "tc"
+# legacy: the rules measured on the H100 before gemm_tc (results_h100.json of that run):
+# GEMV to M = 2, the per-nibble fused GEMM (gemm.py) to M = 8 (M = 32 on layers of >= 32M
+# weights), fp16 on layers of >= 20M weights at 8 (>= 32M: 16) < M <= 32 upstream's fused
+# kernel when importable, dequantize + matmul beyond.
+LEGACY_GEMV_MAX_M, LEGACY_GEMM_MAX_M = 2, 8
+LEGACY_MID_ELEMS, LEGACY_LARGE_ELEMS, LEGACY_LARGE_GEMM_MAX_M = 20_000_000, 1 << 25, 32
+UPSTREAM_FUSED_GROUPS = (32, 64, 128)  # group sizes upstream's fused kernel accepts (or G = K)
 
 
 def _env_int(name: str, default: int) -> int:
@@ -56,17 +66,26 @@ def _env_int(name: str, default: int) -> int:
 class AWQThresholds:
     gemv_max_m: int
     gemm_max_m: int | None  # None: by layer size (GEMM_MAX_M_BY_SIZE)
+    gemm_kernel: str = DEFAULT_GEMM_KERNEL  # tc | legacy
 
     @classmethod
     def from_env(cls) -> "AWQThresholds":
+        kernel = os.environ.get(GEMM_KERNEL_ENV, DEFAULT_GEMM_KERNEL).strip().lower() or DEFAULT_GEMM_KERNEL
+        if kernel not in ("tc", "legacy"):
+            raise ValueError(f"{GEMM_KERNEL_ENV}={kernel!r}: use tc or legacy")
         gemm = os.environ.get(GEMM_MAX_M_ENV)
         forced = gemm is not None and gemm.strip() != ""
-        return cls(gemv_max_m=_env_int(GEMV_MAX_M_ENV, DEFAULT_GEMV_MAX_M),
-                   gemm_max_m=_env_int(GEMM_MAX_M_ENV, DEFAULT_GEMM_MAX_M) if forced else None)
+        gemv_default = LEGACY_GEMV_MAX_M if kernel == "legacy" else DEFAULT_GEMV_MAX_M
+        return cls(gemv_max_m=_env_int(GEMV_MAX_M_ENV, gemv_default),
+                   gemm_max_m=_env_int(GEMM_MAX_M_ENV, DEFAULT_GEMM_MAX_M) if forced else None,
+                   gemm_kernel=kernel)
 
     def gemm_limit(self, k: int | None, n: int | None, interpreter: bool = False) -> int:
         if self.gemm_max_m is not None:
             return self.gemm_max_m
+        if self.gemm_kernel == "legacy":
+            elems = (k or 0) * (n or 0)
+            return LEGACY_LARGE_GEMM_MAX_M if elems >= LEGACY_LARGE_ELEMS else LEGACY_GEMM_MAX_M
         if interpreter:  # CPU: the interpreter's cost grows with programs; torch's matmul does not
             return INTERPRETER_GEMM_MAX_M
         if k is not None and n is not None:
@@ -142,6 +161,30 @@ def dequantizer():
     return found
 
 
+_UPSTREAM_FUSED: list = []
+
+
+def upstream_fused_gemm():
+    """upstream's awq_gemm_triton(x, qweight, scales, qzeros, split_k_iters), or None."""
+    if not _UPSTREAM_FUSED:
+        try:
+            from sglang.srt.layers.quantization.awq_triton import awq_gemm_triton
+        except Exception:  # noqa: BLE001 - any import failure means "not available"
+            awq_gemm_triton = None
+        _UPSTREAM_FUSED.append(awq_gemm_triton)
+    return _UPSTREAM_FUSED[0]
+
+
+def _legacy_upstream_fused_wins(m: int, dtype: torch.dtype, k: int | None, n: int | None, g: int | None) -> bool:
+    if dtype != torch.float16 or k is None or n is None:
+        return False
+    if g is not None and g not in UPSTREAM_FUSED_GROUPS and g != k:
+        return False
+    elems = k * n
+    lo = 16 if elems >= LEGACY_LARGE_ELEMS else (8 if elems >= LEGACY_MID_ELEMS else None)
+    return lo is not None and lo < m <= 32 and upstream_fused_gemm() is not None
+
+
 def kernel_for(
     m: int,
     dtype: torch.dtype,
@@ -151,7 +194,8 @@ def kernel_for(
     n: int | None = None,
     g: int | None = None,
 ) -> str:
-    """Name of the path a call with M rows takes: gemv | hip_gemv | gemm_tc | dequant_matmul | torch.
+    """Name of the path a call with M rows takes:
+    gemv | hip_gemv | gemm_tc | gemm | upstream_fused | dequant_matmul | torch.
     (Plans are built from this once per layer shape; calls look the plan up.)"""
     th = th or AWQThresholds.from_env()
     if device.type != "cuda" and not _interpreting():
@@ -162,6 +206,10 @@ def kernel_for(
         if m == 1 and device.type == "cuda" and gemv_impl() == "hip":
             return "hip_gemv"
         return "gemv"
+    if th.gemm_kernel == "legacy":
+        if device.type == "cuda" and _legacy_upstream_fused_wins(m, dtype, k, n, g):
+            return "upstream_fused"
+        return "gemm" if m <= th.gemm_limit(k, n) else "dequant_matmul"
     if m <= th.gemm_limit(k, n, interpreter=device.type != "cuda"):
         return "gemm_tc"
     return "dequant_matmul"
@@ -315,6 +363,12 @@ def awq_linear(
         y = awq_gemv(x2, qweight, scales, qzeros)
     elif path == "hip_gemv":
         y = hip_gemv(x2, qweight, scales.to(x2.dtype), qzeros, g)
+    elif path == "upstream_fused":
+        y = upstream_fused_gemm()(x2, qweight, scales.to(x2.dtype), qzeros, 8)
+    elif path == "gemm":
+        from sglang.srt.rdna4.awq.gemm import awq_gemm
+
+        y = awq_gemm(x2, qweight, scales, qzeros)
     elif path == "gemm_tc":
         from sglang.srt.rdna4.awq.gemm_tc import awq_gemm_tc
 
