@@ -318,6 +318,8 @@ def main() -> None:
     ap.add_argument("--sweep", action="store_true")
     ap.add_argument("--quick", action="store_true", help="fewer shapes (smoke test)")
     ap.add_argument("--gemv-config", help="JSON file of a GemvConfig to use (sweep_gemv.py --best-out)")
+    ap.add_argument("--shapes", help="comma-separated KxN subset, e.g. 5120x27648,4096x4096")
+    ap.add_argument("--dtypes", default="fp16,bf16", help="comma-separated subset of fp16,bf16")
     ap.add_argument("--moe", action="store_true", help="also time the MoE experts (per slot vs blocked)")
     ap.add_argument("--tc-configs", help="JSON {max M: TcGemmConfig} to use (sweep_tc.py --best-out)")
     args = ap.parse_args()
@@ -333,6 +335,9 @@ def main() -> None:
     bw = copy_bandwidth()
     log(f"device {dev.name}, {dev.multi_processor_count} SMs, copy bandwidth {bw / 1e9:.0f} GB/s")
     shapes = [(128, 256), (256, 128)] if DRY else (SHAPES[:2] if args.quick else SHAPES)
+    if args.shapes and not DRY:
+        shapes = [tuple(int(v) for v in kn.split("x")) for kn in args.shapes.split(",")]
+    dtypes = {d: DTYPES[d] for d in args.dtypes.split(",")}
     upstream, up_err = load_upstream()
     if up_err:
         log(f"upstream kernels unavailable: {up_err}")
@@ -377,7 +382,7 @@ def main() -> None:
             log(f"MoE timing failed: {ex!r}"[:500])
     th = dispatch.AWQThresholds.from_env()
     for (k, n) in shapes:
-        for dname, dtype in DTYPES.items():
+        for dname, dtype in dtypes.items():
             p0 = layers[(k, n)]
             p = dataclasses.replace(p0, scales=p0.scales.to(dtype))
             ps = layer_copies(p, copies_for(awq_bytes(p)))
