@@ -20,6 +20,7 @@ from tests.e2e.harness import Server, build_model, sse_events
 pytestmark = pytest.mark.e2e
 
 FAULT_TOKEN = 101  # '~' in the tiny tokenizer: a prefill containing it raises in the forward pass
+FAULT_DECODE_RID = "fault-decode-"  # a decode step with such a request raises
 BODY_LIMIT = 1 << 20
 FIXED = {"model": "tiny", "prompt": "The quick brown fox", "max_tokens": 8, "temperature": 0,
          "ignore_eos": True}
@@ -35,7 +36,7 @@ def server(tmp_path_factory):
         num_key_value_heads=2, max_position_embeddings=512, rope_theta=10000.0,
     )
     model_dir = build_model(config, tmp_path_factory.mktemp("tiny-llama"), seed=1234)
-    env = {"SGLANG_RDNA4_FAULT_INJECT": str(FAULT_TOKEN),
+    env = {"SGLANG_RDNA4_FAULT_INJECT": f"{FAULT_TOKEN},decode-rid={FAULT_DECODE_RID}",
            "SGLANG_RDNA4_MAX_REQUEST_BYTES": str(BODY_LIMIT)}
     with Server(model_dir, env=env) as srv:
         yield srv
@@ -50,7 +51,6 @@ def baseline(server) -> str:
 
 def assert_serving(server: Server, baseline: str) -> None:
     assert server.proc.poll() is None, f"server exited:\n{server.log_tail()}"
-    assert requests.get(f"{server.url}/health", timeout=60).status_code == 200
     res = server.post("/v1/completions", FIXED)
     assert res.status_code == 200, res.text
     assert res.json()["choices"][0]["text"] == baseline
@@ -209,6 +209,36 @@ def test_fault_inside_forward_fails_only_its_request(server, baseline, route):
                  "InjectedFault")
     worker.join(300)
     assert got.get("text") == want
+    assert_serving(server, baseline)
+
+
+def test_fault_in_a_decode_step_fails_its_batch_only(server, baseline):
+    """A decode step that raises fails the requests decoding in it (the scheduler cannot tell
+    which one caused it), frees their KV, and the server serves the next requests unchanged."""
+    long = {**FIXED, "max_tokens": 48, "stream": True}
+    want = server.post("/v1/completions", {**long, "stream": False}).json()["choices"][0]["text"]
+    events: list = []
+    started = threading.Event()
+
+    def stream_long():
+        with requests.post(f"{server.url}/v1/completions", json=long, stream=True, timeout=300) as res:
+            for event in sse_events(res):
+                events.append(event)
+                started.set()
+        started.set()
+
+    worker = threading.Thread(target=stream_long)
+    worker.start()
+    assert started.wait(300)
+    res = server.post("/v1/completions", completion(rid=f"{FAULT_DECODE_RID}1", max_tokens=8))
+    assert_error(res, 500, "Internal error while running the model", "InjectedFault")
+    worker.join(300)
+    assert not worker.is_alive()
+    errors = [e["error"] for e in events if "error" in e]
+    if errors:  # it shared the failing decode step
+        assert errors[0]["code"] == 500 and "InjectedFault" in errors[0]["message"]
+    else:  # it had finished before the faulty request joined the decode batch
+        assert "".join(c["text"] for e in events for c in e["choices"]) == want
     assert_serving(server, baseline)
 
 

@@ -48,10 +48,20 @@ def fail_request(scheduler, req, message: str) -> None:
                                        "InternalServerError")
     req.to_finish = None
     if getattr(req, "req_pool_idx", None) is not None:
+        # The cache frees the slots of input + output tokens, but under the overlap schedule
+        # the tokens of the batch in flight are not in output_ids yet while their KV slots
+        # are committed: pad with placeholders so every committed slot is freed (is_insert
+        # is off, so the token values are never used).
+        missing = req.kv_committed_len - len(req.origin_input_ids) - len(req.output_ids)
+        output_ids = req.output_ids
+        if missing > 0:
+            req.output_ids = [*output_ids, *([0] * missing)]
         try:
             release_kv_cache(req, scheduler.tree_cache, is_insert=False)
         except Exception:  # never let the clean-up take the loop down
             logger.exception("freeing the KV cache of failed request %s", req.rid)
+        finally:
+            req.output_ids = output_ids
     req.finished_output = True
     scheduler.send_to_tokenizer.send_output(
         AbortReq(rid=req.rid, finished_reason=_abort_json(message), abort_message=message), req
@@ -74,7 +84,7 @@ def fail_batch(scheduler, batch, exc: BaseException, where: str) -> None:
 
 def run_batch(scheduler, batch):
     """`scheduler.run_batch(batch)`, or None once the batch's requests were failed."""
-    if _INJECT_TOKEN is not None:
+    if _INJECT is not None:
         _install_fault_injection(scheduler)
     try:
         return scheduler.run_batch(batch)
@@ -124,21 +134,45 @@ def dispatch_input(scheduler, recv_req):
 
 # ---- fault injection (tests only) ------------------------------------------------------
 
-def _read_inject_token() -> int | None:
-    import os
+@dataclasses.dataclass(frozen=True)
+class FaultInjection:
+    """Test-only faults inside the model's forward pass, from SGLANG_RDNA4_FAULT_INJECT:
+    comma-separated items, `<token id>` (a prefill containing that token raises) and
+    `decode-rid=<prefix>` (a decode step with a request whose rid starts so raises)."""
 
-    raw = os.environ.get("SGLANG_RDNA4_FAULT_INJECT", "").strip()
-    if not raw:
-        return None
-    try:
-        return int(raw)
-    except ValueError:
-        raise ValueError(
-            f"SGLANG_RDNA4_FAULT_INJECT={raw!r} must be a token id (a prefill containing it "
-            "raises inside the model's forward; for tests only)") from None
+    prefill_token: int | None = None
+    decode_rid_prefix: str | None = None
+
+    @classmethod
+    def from_env(cls) -> FaultInjection | None:
+        import os
+
+        raw = os.environ.get("SGLANG_RDNA4_FAULT_INJECT", "").strip()
+        if not raw:
+            return None
+        token, prefix = None, None
+        for item in (x.strip() for x in raw.split(",") if x.strip()):
+            if item.startswith("decode-rid="):
+                prefix = item.removeprefix("decode-rid=")
+            elif item.lstrip("-").isdigit():
+                token = int(item)
+            else:
+                raise ValueError(
+                    f"SGLANG_RDNA4_FAULT_INJECT={raw!r}: items are a token id or "
+                    "decode-rid=<prefix> (fault injection, for tests only)")
+        return cls(token, prefix)
+
+    def check(self, input_ids, forward_batch) -> None:
+        mode = forward_batch.forward_mode
+        if self.prefill_token is not None and mode.is_extend() \
+                and bool((input_ids == self.prefill_token).any()):
+            raise InjectedFault(f"injected fault: prefill contains token id {self.prefill_token}")
+        if self.decode_rid_prefix is not None and mode.is_decode() and any(
+                rid.startswith(self.decode_rid_prefix) for rid in forward_batch.rids or ()):
+            raise InjectedFault(f"injected fault: decode step of a request {self.decode_rid_prefix}*")
 
 
-_INJECT_TOKEN = _read_inject_token()
+_INJECT = FaultInjection.from_env()
 
 
 class InjectedFault(RuntimeError):
@@ -151,13 +185,11 @@ def _install_fault_injection(scheduler) -> None:
     scheduler._rdna4_fault_injection = True
     model = scheduler.tp_worker.model_runner.model
     inner = model.forward
-    token = _INJECT_TOKEN
-    logger.warning("FAULT INJECTION ON (tests only): a prefill containing token id %d raises "
-                   "inside the model's forward", token)
+    inject = _INJECT
+    logger.warning("FAULT INJECTION ON (tests only): %s raises inside the model's forward", inject)
 
     def forward(input_ids, positions, forward_batch, *args, **kwargs):
-        if forward_batch.forward_mode.is_extend() and bool((input_ids == token).any()):
-            raise InjectedFault(f"injected fault: prefill contains token id {token}")
+        inject.check(input_ids, forward_batch)
         return inner(input_ids, positions, forward_batch, *args, **kwargs)
 
     model.forward = forward
