@@ -3,8 +3,10 @@
 Upstream's Qwen3NextConfig derives them from `full_attention_interval` only. Configs that
 transformers >= 5 writes (a fine-tune saved with `save_pretrained`, our tiny test models)
 drop that key and name every layer in `layer_types` instead, which upstream discarded, so
-such a checkpoint failed at start-up with an AttributeError. Both forms are accepted here;
-where a config gives both they must agree.
+such a checkpoint failed at start-up with an AttributeError. The interval still wins where a
+config gives it (upstream's behaviour, which MTP relies on: it sets num_hidden_layers = 1 and
+an interval of 1 on a config whose layer_types keeps every layer); `layer_types` is the
+fallback.
 """
 
 from __future__ import annotations
@@ -37,14 +39,10 @@ def block_types(config: Any) -> list[str]:
     """Per layer, "linear_attention" or "attention" (the keys of the model's layer classes)."""
     n = config.num_hidden_layers
     interval = getattr(config, "full_attention_interval", None)
+    if interval is not None:
+        return _from_interval(n, interval)
     layer_types = getattr(config, "layer_types", None)
-    from_interval = None if interval is None else _from_interval(n, interval)
-    from_types = _from_layer_types(n, list(layer_types)) if layer_types else None
-    if from_interval is not None and from_types is not None and from_interval != from_types:
-        raise ValueError(f"config.full_attention_interval = {interval} and config.layer_types "
-                         f"{list(layer_types)} disagree; fix the checkpoint's config.json")
-    result = from_interval or from_types
-    if result is None:
-        raise ValueError("the hybrid config gives neither full_attention_interval nor layer_types: "
-                         "add one to the checkpoint's config.json")
-    return result
+    if layer_types:
+        return _from_layer_types(n, list(layer_types))
+    raise ValueError("the hybrid config gives neither full_attention_interval nor layer_types: "
+                     "add one to the checkpoint's config.json")
