@@ -147,3 +147,19 @@ def test_renamed_expert_fails_the_load_naming_it(float_dir, tmp_path):
     assert f"first unused: {RENAMED_TO}down_proj.qweight " in log, log  # checkpoint order is sorted
     assert "first missing: model.layers.1.mlp.experts.w13_qweight (expert 5, shard 'w1')" in log, log
     assert "SGLANG_RDNA4_ALLOW_UNUSED_WEIGHTS" in log, log
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("scheme, dtype", [("awq", "bfloat16"), ("gptq", "float32")])
+def test_gpu_int4_experts_track_dequantized_model(float_dir, scheme, dtype):
+    """Both checkpoints on one GPU (Triton attention, our int4 kernels compiled for real),
+    teacher-forced against HF on the dequantized model: 2e-2 nats in float32, TOL in bf16."""
+    quant_dir, deq_dir = _quantized(float_dir, scheme)
+    env = {"SGLANG_RDNA4": "1", **({"TRITON_F32_DEFAULT": "ieee"} if dtype == "float32" else {})}
+    with Server(quant_dir, extra_args=["--dtype", dtype], env=env, gpu=True) as server:
+        ids, lps = _generate(server, 32)
+        log = server.log_path.read_text(errors="replace")
+    _assert_log(log, (MOE_LOG, "fused_awq_moe"), (AUDIT_OK, "used"))
+    margin, diff = _deviation(ids, lps, teacher_forced_logprobs(deq_dir, PROMPT, ids))
+    tol = TOL if dtype == "bfloat16" else 2e-2
+    assert margin <= tol and diff <= tol, f"{scheme} {dtype}: margin {margin:.4f}, |dlogprob| {diff:.4f}"

@@ -150,12 +150,20 @@ def test_lm_head_skipped_only_when_tied(tied):
             load(model, ckpt)
 
 
-def test_layers_of_other_pipeline_ranks_are_allowed():
+@pytest.mark.parametrize("layer_range, mtp, allowed, flagged", [
+    ((0, 2), 0, [2, 3], [1, 4]),  # pipeline rank 0 of 2 holds layers 0-1
+    ((0, 4), 0, [], [3, 4]),  # no pipeline split: a 5th checkpoint layer is a mismatch
+    ((0, 4), 1, [4], [5]),  # one MTP layer stored after the 4 decoder layers
+])
+def test_layer_allowances(layer_range, mtp, allowed, flagged):
     model = Tiny()
-    model.start_layer, model.end_layer = 0, 2
-    load(model, checkpoint(model, **{"model.layers.2.mlp.weight": torch.ones(2)}))
-    with pytest.raises(wa.WeightAuditError, match="first unused: model.layers.1.mlp.weight "):
-        load(model, checkpoint(model, **{"model.layers.1.mlp.weight": torch.ones(2)}))
+    model.config.num_hidden_layers, model.config.num_nextn_predict_layers = 4, mtp
+    model.start_layer, model.end_layer = layer_range
+    for layer in allowed:
+        load(model, checkpoint(model, **{f"model.layers.{layer}.mlp.weight": torch.ones(2)}))
+    for layer in flagged:
+        with pytest.raises(wa.WeightAuditError, match=f"first unused: model.layers.{layer}.mlp.weight "):
+            load(model, checkpoint(model, **{f"model.layers.{layer}.mlp.weight": torch.ones(2)}))
 
 
 def test_env_allow_lists(monkeypatch):
@@ -296,3 +304,12 @@ def test_fused_layers_are_classified():
     assert kinds == {"QKVParallelLinear": ("qkv", ("q", "k", "v"), 0),
                      "MergedColumnParallelLinear": ("merged", (0, 1), 0),
                      "FusedMoE": ("moe", (), 16), "Linear": (None, (), 0)}
+
+
+def test_draft_models_are_not_audited():
+    model = Tiny()
+    ckpt = checkpoint(model, **{"model.layers.0.target_only.weight": torch.ones(2)})
+    draft_config = type("ModelConfig", (), {"is_draft_model": True})()
+    wa.load_weights_audited(model, wa.AuditedWeights(iter(ckpt), draft_config))
+    with pytest.raises(wa.WeightAuditError):
+        wa.load_weights_audited(model, wa.AuditedWeights(iter(ckpt), type("C", (), {"is_draft_model": False})()))

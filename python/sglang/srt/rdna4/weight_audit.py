@@ -22,8 +22,10 @@ model's code:
   pair that was never loaded.
 
 Names a model legitimately leaves unused or unloaded are allowed by reason (UNUSED_ALLOWED,
-MISSING_ALLOWED, plus: a tied `lm_head.weight`, decoder layers of other pipeline ranks, an
-all-zero `.bias` that a GPTQ exporter wrote for a bias-free layer, empty tensors). Knobs:
+MISSING_ALLOWED, plus: a tied `lm_head.weight`, decoder layers of other pipeline ranks, MTP
+layers stored after the decoder layers (`num_nextn_predict_layers`), an all-zero `.bias` that a
+GPTQ exporter wrote for a bias-free layer, empty tensors). A checkpoint with more decoder layers
+than the config is not allowed: its extra layers are reported unused. Knobs:
 SGLANG_RDNA4_WEIGHT_AUDIT=error|warn|off (default error), SGLANG_RDNA4_ALLOW_UNUSED_WEIGHTS and
 SGLANG_RDNA4_ALLOW_MISSING_WEIGHTS (a regular expression searched in the checkpoint tensor /
 parameter name).
@@ -99,8 +101,11 @@ class AuditedWeights:
     iterator: nothing is wrapped or checked.
     """
 
-    def __init__(self, weights: Iterable[tuple[str, torch.Tensor]]):
+    def __init__(self, weights: Iterable[tuple[str, torch.Tensor]], model_config: Any = None):
         self.source = weights
+        # A speculative draft model (MTP / NextN / EAGLE) reads its few tensors from the target's
+        # checkpoint and takes embeddings / head from the target after loading: not audited.
+        self.draft = bool(getattr(model_config, "is_draft_model", False))
 
     def __iter__(self) -> Iterator[tuple[str, torch.Tensor]]:
         return iter(self.source)
@@ -108,7 +113,7 @@ class AuditedWeights:
 
 def load_weights_audited(model: nn.Module, weights: Iterable[tuple[str, torch.Tensor]]) -> Any:
     """`model.load_weights(weights)`, audited when `weights` is an AuditedWeights."""
-    if not isinstance(weights, AuditedWeights) or audit_mode() == "off":
+    if not isinstance(weights, AuditedWeights) or weights.draft or audit_mode() == "off":
         return model.load_weights(weights)
     audit = WeightAudit(model)
     with audit.installed():
@@ -279,14 +284,24 @@ class WeightAudit:
                 return reason
         if self._tied_head and re.search(r"(^|\.)lm_head\.weight$", name):
             return "lm_head.weight of a model with tied word embeddings"
-        if self._layer_range is not None and (m := _LAYER_ID.search(name)) is not None:
-            start, end = self._layer_range
-            if not start <= int(m.group(1)) < end:
-                return "decoder layers this pipeline rank does not hold"
+        if (m := _LAYER_ID.search(name)) is not None and (reason := self._layer_allowance(int(m.group(1)))):
+            return reason
         if name.endswith(".bias") and not bool(tensor.count_nonzero()):
             return "all-zero biases of bias-free layers (GPTQ exporters write them)"
         if self.allow_unused is not None and self.allow_unused.search(name):
             return f"{ALLOW_UNUSED_ENV}"
+        return None
+
+    def _layer_allowance(self, layer: int) -> Optional[str]:
+        num_layers, mtp_layers = _layer_counts(self.model)
+        if num_layers is None:
+            return None
+        if num_layers <= layer < num_layers + mtp_layers:
+            return "multi-token-prediction layers stored after the decoder layers"
+        if self._layer_range is not None and self._layer_range != (0, num_layers) and 0 <= layer < num_layers:
+            start, end = self._layer_range
+            if not start <= layer < end:
+                return "decoder layers this pipeline rank does not hold"
         return None
 
     # ---- the verdict ----------------------------------------------------------------------
@@ -442,6 +457,19 @@ def _layer_range(model: nn.Module) -> Optional[tuple[int, int]]:
         if isinstance(start, int) and isinstance(end, int):
             return start, end
     return None
+
+
+def _text_config(model: nn.Module) -> Any:
+    config = getattr(model, "config", None)
+    return getattr(config, "text_config", None) or config
+
+
+def _layer_counts(model: nn.Module) -> tuple[Optional[int], int]:
+    """(decoder layers in the config, MTP layers a checkpoint may store after them)."""
+    config = _text_config(model)
+    num_layers = getattr(config, "num_hidden_layers", None)
+    mtp = getattr(config, "num_nextn_predict_layers", None) or 0
+    return (num_layers if isinstance(num_layers, int) else None), (mtp if isinstance(mtp, int) else 0)
 
 
 def _tied_word_embeddings(model: nn.Module) -> bool:
