@@ -1,12 +1,13 @@
-"""Gated DeltaNet replicated across tensor-parallel ranks (Qwen3.5 at TP >= 2 on RDNA4).
+"""Gated DeltaNet replicated across tensor-parallel ranks (Qwen3.5 and Qwen3-Next /
+Qwen3-Coder-Next at TP >= 2 on RDNA4).
 
 A row-parallel split computes W0 x0 + W1 x1, about 1 ULP away from W x, and the DeltaNet
 recurrence S(t) = g S(t-1) + delta(t) compounds that error over layers and tokens. So on
 RDNA4 (or with SGLANG_RDNA4_DELTANET_REPLICATE=1) every rank computes the DeltaNet
 projections, the conv, the recurrence (state sized for TP 1) and the linear layers' dense
-MLP in full. Their outputs are divided by the real TP size before the usual all-reduce,
-which then sums identical values: exact for TP 2 in any dtype; the MLP's all-reduce runs in
-FP32. Attention and MoE experts stay sharded. FP8 checkpoints are left alone (the replicated
+MLP in full (Qwen3.5 dense; Qwen3-Next's layers are all MoE). Their outputs are divided by
+the real TP size before the usual all-reduce, which then sums identical values: exact for
+TP 2 in any dtype; the MLP's all-reduce runs in FP32. Attention and MoE experts stay sharded. FP8 checkpoints are left alone (the replicated
 weights would not fit).
 """
 
