@@ -7,8 +7,8 @@ RDNA4 (or with SGLANG_RDNA4_DELTANET_REPLICATE=1) every rank computes the DeltaN
 projections, the conv, the recurrence (state sized for TP 1) and the linear layers' dense
 MLP in full (Qwen3.5 dense; Qwen3-Next's layers are all MoE). Their outputs are divided by
 the real TP size before the usual all-reduce, which then sums identical values: exact for
-TP 2 in any dtype; the MLP's all-reduce runs in FP32. Attention and MoE experts stay sharded. FP8 checkpoints are left alone (the replicated
-weights would not fit).
+TP 2 in any dtype; the MLP's all-reduce runs in FP32. Attention and MoE experts stay
+sharded. FP8 checkpoints are left alone (the replicated weights would not fit).
 """
 
 from __future__ import annotations
