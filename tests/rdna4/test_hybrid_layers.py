@@ -5,7 +5,6 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
-
 from sglang.srt.rdna4.hybrid_layers import block_types
 
 HF_TYPES = ["linear_attention", "linear_attention", "full_attention", "linear_attention"]
