@@ -22,9 +22,13 @@ s * (dot - (128 + z) * sum_k x). A K-step never straddles a quantization group.
 the dot's first operand (held in registers on Hopper's wgmma; the second operand, the small
 x tile, goes through shared memory) and BLOCK_M can be as small as 16 columns of the MMA.
 
-Split-K (when N / BLOCK_N tiles do not fill the device's compute units): FP32 atomics into a
-zeroed workspace, and the last program of a tile (per-tile counter) casts it to the output
-and re-zeroes it: one launch, safe in a CUDA/HIP graph.
+Split-K (when N / BLOCK_N tiles do not fill the device's compute units): each split stores
+its FP32 partial tile to a workspace [split, M, N] and a second small launch sums them in
+split order (gemv.splitk_sum_kernel): deterministic, no state left between calls, safe in a
+CUDA/HIP graph. (An in-kernel reduction by FP32 atomics and a per-tile counter, as the GEMV
+does, gave wrong tiles on an H100 at M = 2 and 4 on the 5120x27648 and 8192x28672 layers
+in the first GPU run: a last program read partials other programs' atomics had not yet
+landed; see benchmarks/awq/README.md.)
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ import triton.language as tl
 
 from sglang.srt.rdna4.awq.common import WORKSPACE, check_awq_inputs
 from sglang.srt.rdna4.awq.config import TcGemmConfig, configs_for, pow2_block_k, split_plan
+from sglang.srt.rdna4.awq.gemv import splitk_sum_kernel
 
 F128_BITS = 0x43000000  # float bits of 128.0; a nibble at bits 16..19 adds q to it exactly
 
@@ -80,11 +85,11 @@ def _load_weights(qw_ptr, ks, k_ok, cols8, cols, col8_ok, col_ok, N8,
 
 # Loop bounds and M stay unspecialized (a split of 1 or M = 16 would otherwise compile anew);
 # N, N/8, G and the strides keep their divisibility hints for vector loads.
-@triton.jit(do_not_specialize=["M", "steps_per_group", "num_steps", "steps_per_split", "split_k"])
+@triton.jit(do_not_specialize=["M", "steps_per_group", "num_steps", "steps_per_split"])
 def awq_gemm_tc_kernel(
-    x_ptr, qw_ptr, qz_ptr, s_ptr, out_ptr, ws_ptr, lock_ptr,
+    x_ptr, qw_ptr, qz_ptr, s_ptr, out_ptr, ws_ptr,
     M, N, N8, G, stride_xm, stride_om,
-    steps_per_group, num_steps, steps_per_split, split_k,
+    steps_per_group, num_steps, steps_per_split,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     UNPACK: tl.constexpr, SWAP: tl.constexpr, SCALE_IN_W: tl.constexpr,
     EVEN_K: tl.constexpr, EVEN_N: tl.constexpr, SPLIT: tl.constexpr, DOT_F32: tl.constexpr,
@@ -168,19 +173,11 @@ def awq_gemm_tc_kernel(
         out_off = rows[:, None].to(tl.int64) * stride_om + cols[None, :]
         ws_off = rows[:, None].to(tl.int64) * N + cols[None, :]
         mask = row_ok[:, None] & col_ok[None, :]
-    out_ty = out_ptr.dtype.element_ty
     if not SPLIT:
-        tl.store(out_ptr + out_off, acc.to(out_ty), mask=mask)
+        tl.store(out_ptr + out_off, acc.to(out_ptr.dtype.element_ty), mask=mask)
     else:
-        tl.atomic_add(ws_ptr + ws_off, acc, mask=mask, sem="relaxed")
-        tl.debug_barrier()
-        lock_id = pid_n * tl.num_programs(0) + pid_m
-        count = tl.atomic_add(lock_ptr + lock_id, 1, sem="acq_rel")
-        if count == split_k - 1:
-            total = tl.load(ws_ptr + ws_off, mask=mask, other=0.0, cache_modifier=".cg")
-            tl.store(out_ptr + out_off, total.to(out_ty), mask=mask)
-            tl.store(ws_ptr + ws_off, tl.zeros_like(total), mask=mask)
-            tl.atomic_xchg(lock_ptr + lock_id, 0)
+        # FP32 partials of this split; splitk_sum_kernel adds them in split order.
+        tl.store(ws_ptr + pid_k.to(tl.int64) * M * N + ws_off, acc, mask=mask)
 
 
 def _dot_in_f32(dtype: torch.dtype) -> bool:
@@ -223,16 +220,20 @@ def awq_gemm_tc(
         return out
     p = tc_launch_plan(m, k, n, g, cfg, plat.compute_units, split_k)
     split = p["split"]
-    tiles = p["n_tiles"] * p["m_tiles"]
-    ws, locks = WORKSPACE.get(x.device, m * n if split > 1 else 1, tiles, zeroed=True)
+    ws, _ = WORKSPACE.get(x.device, split * m * n if split > 1 else 1, 1, zeroed=False)
     awq_gemm_tc_kernel[(p["m_tiles"], p["n_tiles"], split)](
-        x, qweight, qzeros, scales, out, ws, locks,
+        x, qweight, qzeros, scales, out, ws,
         m, n, n // 8, g, x.stride(0), out.stride(0),
-        p["steps_per_group"], p["num_steps"], p["per"], split,
+        p["steps_per_group"], p["num_steps"], p["per"],
         BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=p["block_k"],
         UNPACK=cfg.unpack, SWAP=cfg.swap, SCALE_IN_W=cfg.scale_in_w,
         EVEN_K=g % p["block_k"] == 0, EVEN_N=n % cfg.block_n == 0, SPLIT=split > 1,
         DOT_F32=_dot_in_f32(x.dtype), NUM_STAGES=cfg.num_stages,
         num_warps=cfg.num_warps, num_stages=cfg.num_stages,
     )
+    if split > 1:
+        block = 1024 if n >= 1024 else triton.next_power_of_2(n)
+        splitk_sum_kernel[(m, triton.cdiv(n, block))](
+            ws, out, m, n, split, out.stride(0), BLOCK=block, ROWS=8, num_warps=4,
+        )
     return out
