@@ -51,10 +51,9 @@ PROMPTS = ["The quick brown fox", "def add(a, b):\n    return"]
 def build_mistral_tokenizer(out_dir: Path):
     """One token per printable ASCII character and newline, Mistral's special tokens, BOS
     prepended by a plain encode, and a chat template that emits BOS itself."""
+    from sglang.srt.rdna4.devtools.tiny_models import _byte_level_chars
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
-
-    from sglang.srt.rdna4.devtools.tiny_models import _byte_level_chars
 
     byte_to_char = _byte_level_chars()
     vocab = {tok: i for i, tok in enumerate(SPECIAL)}

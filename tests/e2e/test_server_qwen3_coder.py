@@ -139,9 +139,8 @@ def test_renamed_expert_fails_the_load_naming_it(float_dir, tmp_path):
     save_file(renamed, str(broken / st.name), metadata={"format": "pt"})
     assert json.loads((broken / "config.json").read_text())["quantization_config"]["quant_method"] == "awq"
 
-    with pytest.raises(RuntimeError) as err:
-        with Server(broken, extra_args=["--dtype", "bfloat16"], env=_env()):
-            pass
+    with pytest.raises(RuntimeError) as err, Server(broken, extra_args=["--dtype", "bfloat16"], env=_env()):
+        pass
     log = str(err.value)
     assert "WeightAuditError" in log, log
     assert f"first unused: {RENAMED_TO}down_proj.qweight " in log, log  # checkpoint order is sorted

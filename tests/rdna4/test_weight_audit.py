@@ -8,10 +8,9 @@ import logging
 
 import pytest
 import torch
-from torch import nn
-
 from sglang.srt.model_loader.weight_utils import default_weight_loader
 from sglang.srt.rdna4 import weight_audit as wa
+from torch import nn
 
 
 class Tiny(nn.Module):

@@ -42,8 +42,9 @@ import os
 import re
 import sys
 from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Optional
+from typing import Any
 
 import torch
 from torch import nn
@@ -59,8 +60,10 @@ _SCALES = r"(^|\.)(k_scale|v_scale|q_scale|kv_scale|prob_scale)$"
 
 # (reason, pattern searched in the checkpoint tensor name)
 UNUSED_ALLOWED: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("rotary tables (recomputed at init)", re.compile(r"rotary_emb\.(inv_freq|cos_cached|sin_cached)$")),
-    ("multi-token-prediction weights (the speculative draft model loads them)", re.compile(r"(^|\.)mtp[._]")),
+    ("rotary tables (recomputed at init)",
+     re.compile(r"rotary_emb\.(inv_freq|cos_cached|sin_cached)$")),
+    ("multi-token-prediction weights (the speculative draft model loads them)",
+     re.compile(r"(^|\.)mtp[._]")),
     ("vision / audio towers (the text-only classes do not carry them)", re.compile(
         r"(^|\.)(visual|vision_tower|vision_model|multi_modal_projector|mm_projector|embed_vision"
         r"|audio_tower|audio_model|embed_audio)\.")),
@@ -84,7 +87,7 @@ def audit_mode() -> str:
     return raw
 
 
-def _env_pattern(name: str) -> Optional[re.Pattern[str]]:
+def _env_pattern(name: str) -> re.Pattern[str] | None:
     raw = os.environ.get(name, "")
     if not raw.strip():
         return None
@@ -128,7 +131,7 @@ class _Param:
     tensor: torch.Tensor
     is_param: bool
     # the fused layout the loader fills, if any: "qkv", "merged", "moe"
-    kind: Optional[str] = None
+    kind: str | None = None
     shard_names: tuple = ()  # every shard id of a qkv / merged layer
     num_experts: int = 0
     calls: int = 0
@@ -159,9 +162,10 @@ class WeightAudit:
         self._restore: list[Callable[[], None]] = []
         self._turn = 0
         self._calls = 0
-        self._pending: Optional[tuple[str, torch.Tensor, int, int]] = None  # name, tensor, turn, calls
+        self._pending: tuple[str, torch.Tensor, int, int] | None = None  # name, tensor, turn, calls
         self._deferred: list[_Deferred] = []
-        self._call_ptrs: list[tuple[int, int]] = []  # (data_ptr, turn), recorded once something is deferred
+        # (data_ptr, turn) of loader calls, recorded once some tensor is deferred
+        self._call_ptrs: list[tuple[int, int]] = []
         self.used = 0
         self.allowed_unused: Counter[str] = Counter()
         self.unused: list[str] = []
@@ -171,7 +175,7 @@ class WeightAudit:
         self._tied_head = _tied_word_embeddings(model)
 
     # ---- wrapping -------------------------------------------------------------------------
-    def installed(self) -> "_Installed":
+    def installed(self) -> _Installed:
         return _Installed(self)
 
     def _install(self) -> None:
@@ -197,9 +201,10 @@ class WeightAudit:
             return original(param, loaded_weight, *args, **kwargs)
 
         for module in list(sys.modules.values()):
-            namespace = getattr(module, "__dict__", None)  # never getattr the name: lazy modules import
+            # never getattr the name itself: lazy modules would import on the lookup
+            namespace = getattr(module, "__dict__", None)
             if isinstance(namespace, dict) and namespace.get("default_weight_loader") is original:
-                setattr(module, "default_weight_loader", audited_default_weight_loader)
+                module.default_weight_loader = audited_default_weight_loader
                 self._restore.append(lambda m=module: setattr(m, "default_weight_loader", original))
 
     def _wrap(self, module, mod_name, attr, tensor, is_param, seen, default_loader) -> None:
@@ -248,7 +253,9 @@ class WeightAudit:
         self._restore.clear()
 
     # ---- the checkpoint iterator ----------------------------------------------------------
-    def watch(self, weights: Iterable[tuple[str, torch.Tensor]]) -> Iterator[tuple[str, torch.Tensor]]:
+    def watch(
+        self, weights: Iterable[tuple[str, torch.Tensor]]
+    ) -> Iterator[tuple[str, torch.Tensor]]:
         for name, tensor in weights:
             self._settle()
             self._turn += 1
@@ -276,7 +283,7 @@ class WeightAudit:
             start, end = storage.data_ptr(), storage.data_ptr() + storage.nbytes()
         self._deferred.append(_Deferred(name, tensor, turn, start, end))
 
-    def _allowed_unused(self, name: str, tensor: torch.Tensor) -> Optional[str]:
+    def _allowed_unused(self, name: str, tensor: torch.Tensor) -> str | None:
         if tensor.numel() == 0:
             return "empty tensors"
         for reason, pattern in UNUSED_ALLOWED:
@@ -284,7 +291,8 @@ class WeightAudit:
                 return reason
         if self._tied_head and re.search(r"(^|\.)lm_head\.weight$", name):
             return "lm_head.weight of a model with tied word embeddings"
-        if (m := _LAYER_ID.search(name)) is not None and (reason := self._layer_allowance(int(m.group(1)))):
+        m = _LAYER_ID.search(name)
+        if m is not None and (reason := self._layer_allowance(int(m.group(1)))):
             return reason
         if name.endswith(".bias") and not bool(tensor.count_nonzero()):
             return "all-zero biases of bias-free layers (GPTQ exporters write them)"
@@ -292,13 +300,14 @@ class WeightAudit:
             return f"{ALLOW_UNUSED_ENV}"
         return None
 
-    def _layer_allowance(self, layer: int) -> Optional[str]:
+    def _layer_allowance(self, layer: int) -> str | None:
         num_layers, mtp_layers = _layer_counts(self.model)
         if num_layers is None:
             return None
         if num_layers <= layer < num_layers + mtp_layers:
             return "multi-token-prediction layers stored after the decoder layers"
-        if self._layer_range is not None and self._layer_range != (0, num_layers) and 0 <= layer < num_layers:
+        pipeline_split = self._layer_range is not None and self._layer_range != (0, num_layers)
+        if pipeline_split and 0 <= layer < num_layers:
             start, end = self._layer_range
             if not start <= layer < end:
                 return "decoder layers this pipeline rank does not hold"
@@ -350,7 +359,7 @@ class WeightAudit:
             for label in _missing_parts(rec):
                 name = rec.name
                 reason = next((r for r, p in MISSING_ALLOWED if p.search(name)), None)
-                if reason is None and self.allow_missing is not None and self.allow_missing.search(name):
+                if reason is None and self.allow_missing and self.allow_missing.search(name):
                     reason = ALLOW_MISSING_ENV
                 if reason is not None:
                     self.allowed_missing[reason] += 1
@@ -361,7 +370,8 @@ class WeightAudit:
         parts = [f"Loading {type(self.model).__name__}: the checkpoint and the model do not match."]
         if self.unused:
             parts.append(
-                f"{len(self.unused)} checkpoint tensor(s) were not used by the model's load_weights; "
+                f"{len(self.unused)} checkpoint tensor(s) were not used by the model's "
+                "load_weights; "
                 f"first unused: {self.unused[0]} (up to 10: {', '.join(self.unused[:10])})."
             )
         if self.missing:
@@ -370,10 +380,11 @@ class WeightAudit:
                 f"{self.missing[0]} (up to 10: {', '.join(self.missing[:10])})."
             )
         parts.append(
-            "A renamed or unmapped checkpoint tensor would leave its parameter uninitialized and the "
-            "model would answer garbage. Fix the checkpoint's tensor names (or the model's name "
-            f"mapping); if these tensors are unused by design, allow them with {ALLOW_UNUSED_ENV}="
-            f"<regex> / {ALLOW_MISSING_ENV}=<regex>, or set {AUDIT_ENV}=warn to load anyway."
+            "A renamed or unmapped checkpoint tensor would leave its parameter uninitialized and "
+            "the model would answer garbage. Fix the checkpoint's tensor names (or the model's "
+            "name mapping); if these tensors are unused by design, allow them with "
+            f"{ALLOW_UNUSED_ENV}=<regex> / {ALLOW_MISSING_ENV}=<regex>, or set {AUDIT_ENV}=warn "
+            "to load anyway."
         )
         return " ".join(parts)
 
@@ -451,7 +462,7 @@ def _missing_parts(rec: _Param) -> list[str]:
     return []
 
 
-def _layer_range(model: nn.Module) -> Optional[tuple[int, int]]:
+def _layer_range(model: nn.Module) -> tuple[int, int] | None:
     for holder in (model, getattr(model, "model", None)):
         start, end = getattr(holder, "start_layer", None), getattr(holder, "end_layer", None)
         if isinstance(start, int) and isinstance(end, int):
@@ -464,12 +475,13 @@ def _text_config(model: nn.Module) -> Any:
     return getattr(config, "text_config", None) or config
 
 
-def _layer_counts(model: nn.Module) -> tuple[Optional[int], int]:
+def _layer_counts(model: nn.Module) -> tuple[int | None, int]:
     """(decoder layers in the config, MTP layers a checkpoint may store after them)."""
     config = _text_config(model)
     num_layers = getattr(config, "num_hidden_layers", None)
     mtp = getattr(config, "num_nextn_predict_layers", None) or 0
-    return (num_layers if isinstance(num_layers, int) else None), (mtp if isinstance(mtp, int) else 0)
+    num_layers = num_layers if isinstance(num_layers, int) else None
+    return num_layers, (mtp if isinstance(mtp, int) else 0)
 
 
 def _tied_word_embeddings(model: nn.Module) -> bool:
