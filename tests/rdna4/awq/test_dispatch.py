@@ -26,11 +26,15 @@ def test_kernel_choice_by_m():
     cuda = torch.device("cuda")
     path = lambda m, k=4096, n=4096, dt=torch.float16: dispatch.kernel_for(m, dt, cuda, None, k, n)  # noqa: E731
     assert path(1, dt=torch.bfloat16) == "gemv"
-    assert path(2, 8192, 28672) == "gemm_tc"  # weights read once for both rows
-    assert path(16) == "gemm_tc"
-    assert path(256, 5120, 27648, torch.bfloat16) == "gemm_tc"
-    assert path(257) == "dequant_matmul"
-    assert dispatch.kernel_for(2, torch.float32, cuda, None, 64, 64) == "torch"  # no fp32 tensor-core path
+    assert path(2, 8192, 28672) == "gemv"
+    assert path(3) == "gemm" and path(4, 5120, 27648) == "gemm"
+    assert path(5) == "gemm_tc" and path(16, 5120, 27648, torch.bfloat16) == "gemm_tc"
+    assert path(16, 8192, 28672) == "gemm"  # >= 200M weights: the per-nibble GEMM to M = 16
+    assert path(17, 8192, 28672) == "gemm_tc"
+    assert path(64) == "gemm_tc" and path(65) == "dequant_matmul"  # small layer
+    assert path(128, 5120, 27648) == "gemm_tc" and path(129, 5120, 27648) == "dequant_matmul"
+    assert dispatch.kernel_for(2, torch.float32, cuda, None, 64, 64) == "gemv"
+    assert dispatch.kernel_for(3, torch.float32, cuda, None, 64, 64) == "torch"  # no fp32 tensor-core path
 
 
 def test_interpreter_caps_the_gemm(monkeypatch):
@@ -54,7 +58,7 @@ def test_plan_is_built_once_and_is_what_runs(monkeypatch):
     plan = dispatch.plan_for(4096, 4096, 128, torch.bfloat16, cuda)
     for m in (1, 2, 7, 16, 64, 256, 257, 10_000):
         assert plan.path_for(m) == dispatch.kernel_for(m, torch.bfloat16, cuda, None, 4096, 4096, 128)
-    assert plan.describe().endswith("M 1 -> gemv; M 2-256 -> gemm_tc; M 257+ -> dequant_matmul "
+    assert plan.describe().endswith("M 1-2 -> gemv; M 3-4 -> gemm; M 5-64 -> gemm_tc; M 65+ -> dequant_matmul "
                                     f"({dispatch.dequantizer()[0]} dequantizer)")
     # The environment is read when the plan is built, not per call.
     monkeypatch.setenv(dispatch.GEMM_MAX_M_ENV, "0")
@@ -120,7 +124,7 @@ def test_prepare_casts_scales_and_logs_once(caplog):
     assert s.dtype == torch.bfloat16 and qw is p.qweight and qz is p.qzeros
     plans = [r for r in caplog.records if "AWQ layer K=64 N=32 G=32" in r.getMessage()]
     assert len(plans) == 1
-    assert "M 1 -> gemv; M 2-" in plans[0].getMessage()
+    assert "M 1-2 -> gemv; M 3-4 -> gemm; M 5-" in plans[0].getMessage()
 
 
 def test_slow_path_warns_once(monkeypatch, caplog):

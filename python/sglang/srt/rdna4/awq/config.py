@@ -101,6 +101,8 @@ _NVIDIA = dict(
     gemm_small=GemmConfig(block_m=16, block_n8=32, block_k=64, num_warps=4, num_stages=3, waves=2,
                           atomic_reduce=True),
     gemm_large=GemmConfig(block_m=16, block_n8=32, block_k=64, num_warps=4, num_stages=3, waves=2),
+    # Weight-once GEMM by M bucket: first guesses, timed in results_h100_tc.json but not swept
+    # (benchmarks/awq/sweep_tc.py has not run yet).
     tc=(
         (16, TcGemmConfig(block_m=16, block_n=128, block_k=128, num_warps=4, num_stages=3, waves=4)),
         (32, TcGemmConfig(block_m=32, block_n=128, block_k=128, num_warps=4, num_stages=3, waves=4)),

@@ -3,11 +3,14 @@
 A plan (AWQPlan) maps ranges of M (rows of x after flattening) to a kernel for one layer
 shape, dtype and device. It is built once per (shape, dtype, device) when the layer loads
 (environment read then), logged, stored on the layer, and consulted per call by a lookup:
-the logged plan is the plan that runs. Paths, from the H200 run of benchmarks/awq
-(CUDA-graph timings, see benchmarks/awq/README.md):
-  M <= GEMV_MAX_M                  -> GEMV (Triton; or, at M = 1, the HIP GEMV from
+the logged plan is the plan that runs. Paths, from the H100 run of benchmarks/awq
+(results_h100_tc.json, bf16, CUDA-graph timings; see benchmarks/awq/README.md):
+  M <= GEMV_MAX_M (2)              -> GEMV (Triton; or, at M = 1, the HIP GEMV from
                                       sgl-kernel-rocm when SGLANG_RDNA4_AWQ_GEMV=hip and built)
-  M <= the layer's GEMM limit      -> weight-once tensor-core GEMM (gemm_tc.py)
+  M <= 4 (<= 16 on layers of >= 200M weights)
+                                   -> per-nibble fused GEMM (gemm.py)
+  M <= 64 (<= 128 on layers of >= 64M weights)
+                                   -> weight-once tensor-core GEMM (gemm_tc.py)
   otherwise                        -> dequantize to the activation dtype + torch.matmul
                                       (upstream's Triton dequantizer when the upstream tree
                                       is importable: measured faster than ours; else ours)
@@ -35,12 +38,16 @@ from sglang.srt.rdna4.envs import env_int
 
 logger = logging.getLogger(__name__)
 
-# Crossovers measured on the H200 (benchmarks/awq/results_h200.json): see AWQThresholds.
-DEFAULT_GEMV_MAX_M = 1
-DEFAULT_GEMM_MAX_M = 256
-# (at least this many weights K * N, largest M for the fused GEMM), largest first; smaller
-# layers use DEFAULT_GEMM_MAX_M.
-GEMM_MAX_M_BY_SIZE: tuple[tuple[int, int], ...] = ()
+# Crossovers measured on an H100 (bf16, benchmarks/awq/results_h100_tc.json; layers 4096x4096,
+# 5120x27648, 8192x28672): the GEMV to M = 2; the per-nibble GEMM (gemm.py) at M = 3-4 and,
+# on layers of >= HUGE_LAYER_ELEMS weights, to M = 16; the weight-once GEMM (gemm_tc.py)
+# beyond, to M = 64 (M = 128 on layers of >= TC_LARGE_ELEMS weights); dequantize + matmul
+# beyond that.
+DEFAULT_GEMV_MAX_M = 2
+SMALL_GEMM_MAX_M = 4
+HUGE_LAYER_ELEMS, HUGE_LAYER_GEMM_MAX_M = 200_000_000, 16
+DEFAULT_GEMM_MAX_M = 64
+TC_LARGE_ELEMS, TC_LARGE_MAX_M = 64_000_000, 128
 INTERPRETER_GEMM_MAX_M = 16
 FAST_DTYPES = (torch.float16, torch.bfloat16)
 GEMV_IMPL_ENV = "SGLANG_RDNA4_AWQ_GEMV"  # auto | triton | hip
@@ -65,7 +72,7 @@ def _env_int(name: str, default: int) -> int:
 @dataclass(frozen=True)
 class AWQThresholds:
     gemv_max_m: int
-    gemm_max_m: int | None  # None: by layer size (GEMM_MAX_M_BY_SIZE)
+    gemm_max_m: int | None  # None: the measured rules by layer size
     gemm_kernel: str = DEFAULT_GEMM_KERNEL  # tc | legacy
 
     @classmethod
@@ -88,10 +95,8 @@ class AWQThresholds:
             return LEGACY_LARGE_GEMM_MAX_M if elems >= LEGACY_LARGE_ELEMS else LEGACY_GEMM_MAX_M
         if interpreter:  # CPU: the interpreter's cost grows with programs; torch's matmul does not
             return INTERPRETER_GEMM_MAX_M
-        if k is not None and n is not None:
-            for min_weights, limit in GEMM_MAX_M_BY_SIZE:
-                if k * n >= min_weights:
-                    return limit
+        if k is not None and n is not None and k * n >= TC_LARGE_ELEMS:
+            return TC_LARGE_MAX_M
         return DEFAULT_GEMM_MAX_M
 
 
@@ -210,6 +215,10 @@ def kernel_for(
         if device.type == "cuda" and _legacy_upstream_fused_wins(m, dtype, k, n, g):
             return "upstream_fused"
         return "gemm" if m <= th.gemm_limit(k, n) else "dequant_matmul"
+    if th.gemm_max_m is None:  # measured rules; a forced limit sends (GEMV, limit] to gemm_tc
+        elems = (k or 0) * (n or 0)
+        if m <= SMALL_GEMM_MAX_M or (m <= HUGE_LAYER_GEMM_MAX_M and elems >= HUGE_LAYER_ELEMS):
+            return "gemm"
     if m <= th.gemm_limit(k, n, interpreter=device.type != "cuda"):
         return "gemm_tc"
     return "dequant_matmul"
