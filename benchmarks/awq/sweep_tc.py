@@ -19,7 +19,6 @@ import itertools
 import json
 import math
 import multiprocessing as mp
-import os
 import sys
 import time
 from pathlib import Path
@@ -30,14 +29,15 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "python"))
 sys.path.insert(0, str(ROOT / "benchmarks" / "awq"))
 
-from bench_awq import GROUP, awq_bytes, copies_for, copy_bandwidth, graph_us, layer_copies  # noqa: E402
-from sglang.srt.rdna4.awq.config import TcGemmConfig  # noqa: E402
-from sglang.srt.rdna4.awq.gemm_tc import awq_gemm_tc  # noqa: E402
-from sglang.srt.rdna4.awq.packer import random_awq  # noqa: E402
+
+from bench_awq import GROUP, awq_bytes, copies_for, copy_bandwidth, graph_us, layer_copies
+from sglang.srt.rdna4.awq.config import TcGemmConfig
+from sglang.srt.rdna4.awq.gemm_tc import awq_gemm_tc
+from sglang.srt.rdna4.awq.packer import random_awq
 
 SHAPES = [(4096, 4096), (5120, 27648), (13824, 5120)]
 BUCKETS = {16: 16, 32: 32, 64: 64, 128: 128, 256: 256}  # bucket (max M) -> M timed
-DESIGNS = [dict(unpack=u, swap=sw, scale_in_w=si) for u in (0, 1) for sw in (False, True) for si in (True, False)]
+DESIGNS = [{"unpack": u, "swap": sw, "scale_in_w": si} for u in (0, 1) for sw in (False, True) for si in (True, False)]
 
 
 def phase_a() -> list[tuple[int, TcGemmConfig]]:
@@ -83,7 +83,7 @@ def _compile_worker(jobs):
             x = torch.randn(m, k, dtype=torch.float16, device="cuda")
             try:
                 awq_gemm_tc(x, p.qweight, p.scales, p.qzeros, config=TcGemmConfig(**cfg))
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:  # noqa: BLE001 - a config that fails to compile is skipped
                 errors.append(f"{cfg} M={m} {k}x{n}: {e!r}"[:300])
     torch.cuda.synchronize()
     return errors
@@ -100,7 +100,8 @@ def precompile(jobs, workers):
     t0 = time.time()
     ctx = mp.get_context("spawn")
     with ctx.Pool(workers) as pool:
-        errs = sum(pool.map(_compile_worker, [uniq[i::workers] for i in range(workers)]), [])
+        parts = pool.map(_compile_worker, [uniq[i::workers] for i in range(workers)])
+    errs = [e for part in parts for e in part]
     return len(uniq), time.time() - t0, errs
 
 
@@ -132,10 +133,11 @@ def main():
             times = {}
             for kn in SHAPES:
                 try:
+                    xk = xs[(m, kn)]
                     times[f"{kn[0]}x{kn[1]}"] = round(graph_us(
-                        [(lambda q=q: awq_gemm_tc(xs[(m, kn)], q.qweight, q.scales, q.qzeros, config=c))
+                        [(lambda q=q, xk=xk, c=c: awq_gemm_tc(xk, q.qweight, q.scales, q.qzeros, config=c))
                          for q in copies[kn]]), 2)
-                except Exception as e:  # noqa: BLE001
+                except Exception as e:  # noqa: BLE001 - a config that fails to compile is skipped
                     say(f"{c} M={m} {kn}: {e!r}"[:300])
                     times = None
                     break

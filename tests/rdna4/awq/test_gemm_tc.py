@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from sglang.srt.rdna4.awq.config import TcGemmConfig
 from sglang.srt.rdna4.awq.gemm_tc import awq_gemm_tc, tc_launch_plan
 from sglang.srt.rdna4.awq.packer import random_awq
@@ -21,11 +20,11 @@ def _tol(dtype: torch.dtype, device: str = "cpu") -> float:
     return INTERP_BF16_TOL if (device == "cpu" and dtype == torch.bfloat16) else TOL
 DTYPES = [torch.float16, torch.bfloat16]
 VARIANTS = {
-    "reshape": dict(unpack=0, swap=False, scale_in_w=True),
-    "per_column_load": dict(unpack=1, swap=False, scale_in_w=True),
-    "swap": dict(unpack=0, swap=True, scale_in_w=True),
-    "scale_after_dot": dict(unpack=0, swap=False, scale_in_w=False),
-    "swap_scale_after_dot": dict(unpack=1, swap=True, scale_in_w=False),
+    "reshape": {"unpack": 0, "swap": False, "scale_in_w": True},
+    "per_column_load": {"unpack": 1, "swap": False, "scale_in_w": True},
+    "swap": {"unpack": 0, "swap": True, "scale_in_w": True},
+    "scale_after_dot": {"unpack": 0, "swap": False, "scale_in_w": False},
+    "swap_scale_after_dot": {"unpack": 1, "swap": True, "scale_in_w": False},
 }
 
 
