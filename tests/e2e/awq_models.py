@@ -189,7 +189,8 @@ def quantize_routed_experts(
     for name, tensor in state.items():
         if _ROUTED_EXPERT.search(name):
             tensors, w = quantize(tensor.to(torch.float32), group_size, scale_dtype)
-            quant.update({f"{name[: -len('.weight')]}.{k}": v.contiguous() for k, v in tensors.items()})
+            base = name[: -len(".weight")]
+            quant.update({f"{base}.{k}": v.contiguous() for k, v in tensors.items()})
             deq[name] = w.to(torch.float32).contiguous()
             count += 1
         else:

@@ -25,7 +25,8 @@ PROMPT = [47, 76, 83, 83, 86, 7, 94, 86, 89, 83, 75]
 TP2 = {"SGLANG_CPU_OMP_THREADS_BIND": "0|1"}  # one core per rank
 
 
-def _run(model_dir, extra_args, env, tmp_path, name, forced: list[int] | None = None, steps: int = STEPS):
+def _run(model_dir, extra_args, env, tmp_path, name, forced: list[int] | None = None,
+         steps: int = STEPS):
     """Greedy decode from PROMPT; then one prefill of PROMPT + `forced` (default: the tokens
     just generated) returning every input token's logprob (recurrent states land in
     tmp_path/name)."""
@@ -115,21 +116,25 @@ def test_replicated_deltanet_tracks_tp1_qwen3_next(tmp_path):
     model_dir = build_model(config(), tmp_path / "tiny-qwen3-next", seed=7)
     tp1 = _run(model_dir, [], {}, tmp_path, "tp1", steps=NEXT_STEPS)
     forced = tp1[0]
-    replicated = _run(model_dir, ["--tp", "2"], {**TP2, "SGLANG_RDNA4_DELTANET_REPLICATE": "1"}, tmp_path,
-                      "tp2_replicated", forced=forced, steps=NEXT_STEPS)
-    assert "Gated DeltaNet layers replicated across 2 TP ranks" in (tmp_path / "tp2_replicated.log").read_text()
+    env = {**TP2, "SGLANG_RDNA4_DELTANET_REPLICATE": "1"}
+    replicated = _run(model_dir, ["--tp", "2"], env, tmp_path, "tp2_replicated", forced=forced,
+                      steps=NEXT_STEPS)
+    log = (tmp_path / "tp2_replicated.log").read_text()
+    assert "Gated DeltaNet layers replicated across 2 TP ranks" in log
 
     seen = len(PROMPT) + len(forced)
     ref = _states(tp1[3], seen, ranks=1)
     assert sorted(ref) == [0, 1, 2]  # the DeltaNet layers; layer 3 is full attention
     rep_rank0 = _states(replicated[3], seen, ranks=1)
     # sharded ranks would each hold half of the value heads
-    assert all(torch.equal(rep_rank0[l], torch.load(replicated[3] / f"rank1_layer{l}_len{seen}.pt")) for l in ref)
+    rank1 = {l: torch.load(replicated[3] / f"rank1_layer{l}_len{seen}.pt") for l in ref}
+    assert all(torch.equal(rep_rank0[l], rank1[l]) for l in ref)
     state_err = _rel_err(rep_rank0, ref)
     forced_gap = max(abs(a - b) for a, b in zip(replicated[2], tp1[2]))
     first_step_gap = abs(replicated[1][0] - tp1[1][0])
-    print(f"Qwen3-Next TP=2 replicated vs TP=1: recurrent-state relative error after {seen} tokens {state_err}, "
-          f"teacher-forced max logprob gap {forced_gap}, first-step logprob gap {first_step_gap}")
+    print(f"Qwen3-Next TP=2 replicated vs TP=1: recurrent-state relative error after {seen} "
+          f"tokens {state_err}, teacher-forced max logprob gap {forced_gap}, first-step logprob "
+          f"gap {first_step_gap}")
     assert state_err <= 1e-3
     assert forced_gap <= 0.05
     assert first_step_gap <= 0.01

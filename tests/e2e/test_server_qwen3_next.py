@@ -77,7 +77,8 @@ def generate(server: Server, input_ids: list[int], n: int) -> tuple[list[int], l
 
 
 def test_float32_matches_hf(model_dir):
-    with Server(model_dir, extra_args=["--dtype", "float32", *HYBRID_ARGS], env=HYBRID_ENV) as server:
+    args = ["--dtype", "float32", *HYBRID_ARGS]
+    with Server(model_dir, extra_args=args, env=HYBRID_ENV) as server:
         got = [server.generate(p, NEW_TOKENS) for p in (PROMPT, [1, 70, 71, 72])]
         log = server.log_path.read_text(errors="replace")
     assert "Traceback" not in log, log[-4000:]
@@ -92,7 +93,8 @@ def bf16_deviation(model_dir, tokens: list[int], logprobs: list[float]) -> dict[
     steps, picked = torch.arange(len(tokens)), torch.tensor(tokens)
     hf = hf_logprobs(model_dir, full)[rows]
     chosen = hf[steps, picked]
-    yardstick = float((hf_logprobs(model_dir, full, torch.bfloat16)[rows][steps, picked] - chosen).abs().max())
+    hf_bf16 = hf_logprobs(model_dir, full, torch.bfloat16)[rows]
+    yardstick = float((hf_bf16[steps, picked] - chosen).abs().max())
     return {
         "behind_argmax": float((hf.max(dim=-1).values - chosen).max()),
         "logprob_err": float((chosen - torch.tensor(logprobs, dtype=torch.float64)).abs().max()),
@@ -104,7 +106,8 @@ def within(dev: dict[str, float]) -> bool:
     return dev["behind_argmax"] <= dev["tol"] and dev["logprob_err"] <= dev["tol"]
 
 
-SITE = Path(__file__).resolve().parent / "triton_interpret_site"  # TRITON_INTERPRET in every server process
+# its sitecustomize sets TRITON_INTERPRET in every server process
+SITE = Path(__file__).resolve().parent / "triton_interpret_site"
 INT4_TOKENS = 16  # each step runs the interpreted MoE kernel
 
 
@@ -126,7 +129,8 @@ def _int4_server(model_dir, tmp_path, scheme: str, dtype: str):
 
 def test_int4_experts_awq_bfloat16_track_dequantized_model(model_dir, tmp_path):
     tokens, logprobs, log, deq_dir = _int4_server(model_dir, tmp_path, "awq", "bfloat16")
-    assert "AWQ MoE E=8 hidden=64 intermediate=32 G=32 torch.bfloat16: fused_awq_moe" in log, log[-4000:]
+    path = "AWQ MoE E=8 hidden=64 intermediate=32 G=32 torch.bfloat16: fused_awq_moe"
+    assert path in log, log[-4000:]
     dev = bf16_deviation(deq_dir, tokens, logprobs)
     original = bf16_deviation(model_dir, tokens, logprobs)
     print({"dequantized": dev, "original": original})
@@ -138,7 +142,7 @@ def test_int4_experts_gptq_float32_match_dequantized_model(model_dir, tmp_path):
     """The layout of the public GPTQ Qwen3-Coder-Next checkpoints (routed experts only, g32,
     symmetric, no act-order), repacked to AWQ at load: token-exact in float32."""
     tokens, _, log, deq_dir = _int4_server(model_dir, tmp_path, "gptq", "float32")
-    assert any("moe_wna16 (gptq, 4-bit, symmetric) MoE E=8 hidden=64 intermediate=32 G=32 torch.float32" in line
-               and "fused_awq_moe" in line for line in log.splitlines()), log[-4000:]
+    path = "moe_wna16 (gptq, 4-bit, symmetric) MoE E=8 hidden=64 intermediate=32 G=32 torch.float32"
+    assert any(path in line and "fused_awq_moe" in line for line in log.splitlines()), log[-4000:]
     assert tokens == hf_greedy(deq_dir, PROMPT, INT4_TOKENS)
     assert tokens != hf_greedy(model_dir, PROMPT, INT4_TOKENS)  # the 4-bit rounding is visible

@@ -20,14 +20,15 @@ _ALIASES = {"linear_attention": LINEAR, "full_attention": FULL, "attention": FUL
 
 def _from_interval(num_layers: int, interval: int) -> list[str]:
     if not isinstance(interval, int) or interval < 1:
-        raise ValueError(f"config.full_attention_interval = {interval!r}: expected a positive integer")
+        raise ValueError(
+            f"config.full_attention_interval = {interval!r}: expected a positive integer")
     return [FULL if (i + 1) % interval == 0 else LINEAR for i in range(num_layers)]
 
 
 def _from_layer_types(num_layers: int, layer_types: list[str]) -> list[str]:
     if len(layer_types) != num_layers:
-        raise ValueError(f"config.layer_types has {len(layer_types)} entries for {num_layers} layers; "
-                         "fix the checkpoint's config.json")
+        raise ValueError(f"config.layer_types has {len(layer_types)} entries for {num_layers} "
+                         "layers; fix the checkpoint's config.json")
     unknown = sorted(set(layer_types) - set(_ALIASES))
     if unknown:
         raise ValueError(f"config.layer_types holds unknown layer types {unknown} "
