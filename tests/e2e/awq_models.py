@@ -99,6 +99,21 @@ def quantization_config(scheme: str, group_size: int) -> dict:
     raise ValueError(f"scheme {scheme!r}: use awq or gptq")
 
 
+def _write_pair(float_dir: Path, weights_name: str, quant_dir: Path, quant: dict,
+                deq_dir: Path, deq: dict, quant_config: dict) -> None:
+    """Write the int4 checkpoint and its dequantized twin beside copies of the float model's
+    other files; only the int4 one gets `quantization_config`."""
+    for out, tensors in ((quant_dir, quant), (deq_dir, deq)):
+        out.mkdir(parents=True, exist_ok=True)
+        for f in float_dir.iterdir():
+            if f.suffix != ".safetensors" and f.name != "server.log" and f.is_file():
+                shutil.copy(f, out / f.name)
+        save_file(tensors, str(out / weights_name), metadata={"format": "pt"})
+    config = json.loads((float_dir / "config.json").read_text())
+    config["quantization_config"] = quant_config
+    (quant_dir / "config.json").write_text(json.dumps(config, indent=2))
+
+
 def quantize_checkpoint(
     float_dir: Path, quant_dir: Path, deq_dir: Path, scheme: str, group_size: int = 32,
     scale_dtype: torch.dtype = torch.float16,
@@ -129,15 +144,8 @@ def quantize_checkpoint(
                 quant[lin_name] = lin
                 deq_linears[lin_name] = lin
         deq.update({name: _fuse_experts(name, tensor.shape[0], deq_linears)} if fused else deq_linears)
-    for out, tensors in ((quant_dir, quant), (deq_dir, deq)):
-        out.mkdir(parents=True, exist_ok=True)
-        for f in float_dir.iterdir():
-            if f.suffix != ".safetensors" and f.name != "server.log" and f.is_file():
-                shutil.copy(f, out / f.name)
-        save_file(tensors, str(out / files[0].name), metadata={"format": "pt"})
-    config = json.loads((float_dir / "config.json").read_text())
-    config["quantization_config"] = quantization_config(scheme, group_size)
-    (quant_dir / "config.json").write_text(json.dumps(config, indent=2))
+    _write_pair(float_dir, files[0].name, quant_dir, quant, deq_dir, deq,
+                quantization_config(scheme, group_size))
     return count
 
 
@@ -195,13 +203,6 @@ def quantize_routed_experts(
             count += 1
         else:
             quant[name] = deq[name] = tensor
-    for out, tensors in ((quant_dir, quant), (deq_dir, deq)):
-        out.mkdir(parents=True, exist_ok=True)
-        for f in float_dir.iterdir():
-            if f.suffix != ".safetensors" and f.name != "server.log" and f.is_file():
-                shutil.copy(f, out / f.name)
-        save_file(tensors, str(out / files[0].name), metadata={"format": "pt"})
-    config = json.loads((float_dir / "config.json").read_text())
-    config["quantization_config"] = experts_only_quantization_config(scheme, group_size)
-    (quant_dir / "config.json").write_text(json.dumps(config, indent=2))
+    _write_pair(float_dir, files[0].name, quant_dir, quant, deq_dir, deq,
+                experts_only_quantization_config(scheme, group_size))
     return count
