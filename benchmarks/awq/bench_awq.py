@@ -23,12 +23,13 @@ from pathlib import Path
 
 import torch
 import triton
-from triton.testing import do_bench
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "python"))
 sys.path.insert(0, str(ROOT / "benchmarks" / "awq"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
+import roofline  # noqa: E402
 from sglang.srt.rdna4.awq import config as awq_config  # noqa: E402
 from sglang.srt.rdna4.awq import dispatch  # noqa: E402
 from sglang.srt.rdna4.awq.gemm import awq_gemm  # noqa: E402
@@ -84,13 +85,10 @@ def graph_us(fns, replays: int = 10) -> float:
 
 
 def copy_bandwidth() -> float:
-    """Device-to-device copy, bytes read + written per second."""
+    """Device-to-device copy, bytes read + written per second (benchmarks/roofline.py)."""
     if DRY:
         return 1e12
-    a = torch.empty(1 << 30, dtype=torch.uint8, device="cuda")
-    b = torch.empty_like(a)
-    t = do_bench(lambda: b.copy_(a), warmup=20, rep=200, return_mode="median") * 1e-3
-    return 2 * a.numel() / t
+    return roofline.copy_bandwidth_gbs() * roofline.GB
 
 
 def load_upstream():

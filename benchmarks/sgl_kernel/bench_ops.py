@@ -27,6 +27,9 @@ import time
 from pathlib import Path
 from typing import Callable
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import roofline  # noqa: E402
+
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "sgl-kernel-rocm"))
@@ -40,25 +43,8 @@ GRAPH_CALLS = 20
 
 
 def copy_bandwidth() -> float:
-    """Bytes/s of a 1 GiB device-to-device copy, counting read + write."""
-    n = 1 << 29
-    a = torch.empty(n, dtype=torch.bfloat16, device="cuda")
-    b = torch.empty_like(a)
-    for _ in range(5):
-        b.copy_(a)
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(20):
-        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        s.record()
-        b.copy_(a)
-        e.record()
-        e.synchronize()
-        times.append(s.elapsed_time(e) * 1e-3)
-    bw = 2 * a.numel() * a.element_size() / statistics.median(times)
-    del a, b
-    torch.cuda.empty_cache()
-    return bw
+    """Bytes/s of a 1 GiB device-to-device copy, counting read + write (benchmarks/roofline.py)."""
+    return roofline.copy_bandwidth_gbs() * roofline.GB
 
 
 def graph_time_us(fn: Callable[[], object]) -> float:
