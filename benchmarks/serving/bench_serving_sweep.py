@@ -18,7 +18,8 @@ the engine's weight bytes less an untied input embedding and, for MoE, the exper
 not touch, over a device copy bandwidth measured in the same run before the server starts).
 
     SGLANG_RDNA4=1 python benchmarks/serving/bench_serving_sweep.py \
-        --config benchmarks/models/configs/qwen3_5_27b.json --quantization awq --out r.json
+        --config benchmarks/models/configs/qwen3_5_27b.json --quantization awq \
+        --server-args="--disable-piecewise-cuda-graph" --out r.json
     python benchmarks/serving/bench_serving_sweep.py --report r1.json r2.json [--plots DIR]
 
 Results are appended to `--out` point by point, so a run cut short keeps what it measured.
@@ -253,7 +254,8 @@ def main() -> None:
     p.add_argument("--prompts-per-client", type=int, default=2)
     p.add_argument("--prompts-at-1", type=int, default=3, help="requests of a concurrency-1 point")
     p.add_argument("--mem-fraction", type=float, default=0.85)
-    p.add_argument("--server-args", default="", help="extra launch_server arguments, one string")
+    p.add_argument("--server-args", default="", help="extra launch_server arguments, one string "
+                   "(--server-args='--disable-piecewise-cuda-graph')")
     p.add_argument("--override", nargs="*", default=[], help="config KEY=VALUE (JSON value)")
     p.add_argument("--label", default=None)
     p.add_argument("--startup-timeout", type=float, default=900.0)
