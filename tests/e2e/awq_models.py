@@ -99,6 +99,14 @@ def quantization_config(scheme: str, group_size: int) -> dict:
     raise ValueError(f"scheme {scheme!r}: use awq or gptq")
 
 
+def _load_single_file(float_dir: Path) -> tuple[str, dict[str, torch.Tensor]]:
+    """The float model's one safetensors file: (its name, its tensors)."""
+    files = sorted(float_dir.glob("*.safetensors"))
+    if len(files) != 1:
+        raise ValueError(f"{float_dir}: expected one safetensors file, found {len(files)}")
+    return files[0].name, load_file(str(files[0]))
+
+
 def _write_pair(float_dir: Path, weights_name: str, quant_dir: Path, quant: dict,
                 deq_dir: Path, deq: dict, quant_config: dict) -> None:
     """Write the int4 checkpoint and its dequantized twin beside copies of the float model's
@@ -122,10 +130,7 @@ def quantize_checkpoint(
     Returns how many weights were quantized."""
     quantize = {"awq": _awq, "gptq": _gptq}[scheme]
     float_dir, quant_dir, deq_dir = Path(float_dir), Path(quant_dir), Path(deq_dir)
-    files = sorted(float_dir.glob("*.safetensors"))
-    if len(files) != 1:
-        raise ValueError(f"{float_dir}: expected one safetensors file, found {len(files)}")
-    state = load_file(str(files[0]))
+    weights_name, state = _load_single_file(float_dir)
     quant: dict[str, torch.Tensor] = {}
     deq: dict[str, torch.Tensor] = {}
     count = 0
@@ -144,7 +149,7 @@ def quantize_checkpoint(
                 quant[lin_name] = lin
                 deq_linears[lin_name] = lin
         deq.update({name: _fuse_experts(name, tensor.shape[0], deq_linears)} if fused else deq_linears)
-    _write_pair(float_dir, files[0].name, quant_dir, quant, deq_dir, deq,
+    _write_pair(float_dir, weights_name, quant_dir, quant, deq_dir, deq,
                 quantization_config(scheme, group_size))
     return count
 
@@ -185,10 +190,7 @@ def quantize_routed_experts(
     saves Qwen3-Next), with only the routed experts quantized. Returns how many were."""
     quantize = {"awq": _awq, "gptq": _gptq}[scheme]
     float_dir, quant_dir, deq_dir = Path(float_dir), Path(quant_dir), Path(deq_dir)
-    files = sorted(float_dir.glob("*.safetensors"))
-    if len(files) != 1:
-        raise ValueError(f"{float_dir}: expected one safetensors file, found {len(files)}")
-    state = load_file(str(files[0]))
+    weights_name, state = _load_single_file(float_dir)
     if any(is_fused_experts(name, t) for name, t in state.items()):
         raise ValueError(f"{float_dir}: experts stored fused in 3-D; use quantize_checkpoint")
     quant: dict[str, torch.Tensor] = {}
@@ -203,6 +205,6 @@ def quantize_routed_experts(
             count += 1
         else:
             quant[name] = deq[name] = tensor
-    _write_pair(float_dir, files[0].name, quant_dir, quant, deq_dir, deq,
+    _write_pair(float_dir, weights_name, quant_dir, quant, deq_dir, deq,
                 experts_only_quantization_config(scheme, group_size))
     return count

@@ -369,7 +369,7 @@ def awq_linear(
     if path == "gemv":
         from sglang.srt.rdna4.awq.gemv import awq_gemv
 
-        y = awq_gemv(x2, qweight, scales, qzeros)
+        y = awq_gemv(x2, qweight, scales, qzeros, shape=(m, k, n, g))
     elif path == "hip_gemv":
         y = hip_gemv(x2, qweight, scales.to(x2.dtype), qzeros, g)
     elif path == "upstream_fused":
@@ -377,11 +377,11 @@ def awq_linear(
     elif path == "gemm":
         from sglang.srt.rdna4.awq.gemm import awq_gemm
 
-        y = awq_gemm(x2, qweight, scales, qzeros)
+        y = awq_gemm(x2, qweight, scales, qzeros, shape=(m, k, n, g))
     elif path == "gemm_tc":
         from sglang.srt.rdna4.awq.gemm_tc import awq_gemm_tc
 
-        y = awq_gemm_tc(x2, qweight, scales.to(x2.dtype), qzeros)
+        y = awq_gemm_tc(x2, qweight, scales.to(x2.dtype), qzeros, shape=(m, k, n, g))
     elif path == "dequant_matmul":
         y = torch.matmul(x2, dequantizer()[1](qweight, scales, qzeros, x2.dtype))
     else:

@@ -120,9 +120,11 @@ def awq_gemm(
     qzeros: torch.Tensor,
     config: GemmConfig | None = None,
     split_k: int | None = None,
+    shape: tuple[int, int, int, int] | None = None,
 ) -> torch.Tensor:
     """y = x @ dequant(qweight, scales, qzeros) in x's dtype (fp16 or bf16), FP32 inside."""
-    m, k, n, g = check_awq_inputs(x, qweight, scales, qzeros)
+    # shape: (m, k, n, g) from a caller that already ran check_awq_inputs (awq_linear)
+    m, k, n, g = shape or check_awq_inputs(x, qweight, scales, qzeros)
     plat = configs_for(x)
     cfg = config or (plat.gemm_small if m <= 16 else plat.gemm_large)
     out = torch.empty((m, n), dtype=x.dtype, device=x.device)

@@ -210,9 +210,11 @@ def awq_gemm_tc(
     qzeros: torch.Tensor,
     config: TcGemmConfig | None = None,
     split_k: int | None = None,
+    shape: tuple[int, int, int, int] | None = None,
 ) -> torch.Tensor:
     """y = x @ dequant(qweight, scales, qzeros) in x's dtype (fp16 or bf16), FP32 accumulate."""
-    m, k, n, g = check_awq_inputs(x, qweight, scales, qzeros)
+    # shape: (m, k, n, g) from a caller that already ran check_awq_inputs (awq_linear)
+    m, k, n, g = shape or check_awq_inputs(x, qweight, scales, qzeros)
     plat = configs_for(x)
     cfg = config or plat.tc_for(m)
     out = torch.empty((m, n), dtype=x.dtype, device=x.device)

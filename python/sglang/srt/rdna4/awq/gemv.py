@@ -296,12 +296,14 @@ def awq_gemv(
     qzeros: torch.Tensor,
     config: GemvConfig | None = None,
     split_k: int | None = None,
+    shape: tuple[int, int, int, int] | None = None,
 ) -> torch.Tensor:
     """y = x @ dequant(qweight, scales, qzeros) in x's dtype, FP32 inside.
 
     ``config``/``split_k`` override the platform defaults (used by the benchmark sweep).
     """
-    m, k, n, g = check_awq_inputs(x, qweight, scales, qzeros)
+    # shape: (m, k, n, g) from a caller that already ran check_awq_inputs (awq_linear)
+    m, k, n, g = shape or check_awq_inputs(x, qweight, scales, qzeros)
     plat = configs_for(x)
     cfg = config or plat.gemv_for(k, n)
     out = torch.empty((m, n), dtype=x.dtype, device=x.device)
