@@ -146,3 +146,23 @@ def test_int4_experts_gptq_float32_match_dequantized_model(model_dir, tmp_path):
     assert any(path in line and "fused_awq_moe" in line for line in log.splitlines()), log[-4000:]
     assert tokens == hf_greedy(deq_dir, PROMPT, INT4_TOKENS)
     assert tokens != hf_greedy(model_dir, PROMPT, INT4_TOKENS)  # the 4-bit rounding is visible
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("scheme, dtype", [("awq", "bfloat16"), ("gptq", "float32")])
+def test_gpu_int4_experts_track_dequantized_model(model_dir, tmp_path, scheme, dtype):
+    """The int4 checkpoints on one GPU: Triton attention, upstream's DeltaNet kernels, our
+    fused int4 MoE compiled for real, RDNA4 paths forced on; every greedy step within the
+    bf16-derived tolerance of HF on the dequantized twin (in float32 too: GPU float32 is not
+    bit-equal to HF's CPU float32)."""
+    quant_dir, deq_dir = tmp_path / scheme, tmp_path / "dequantized"
+    assert quantize_routed_experts(model_dir, quant_dir, deq_dir, scheme, 32, torch.bfloat16) == 96
+    env = {**HYBRID_ENV, "SGLANG_RDNA4": "1", **({"TRITON_F32_DEFAULT": "ieee"} if dtype == "float32" else {})}
+    with Server(quant_dir, extra_args=["--dtype", dtype, *HYBRID_ARGS], env=env, gpu=True) as server:
+        tokens, logprobs = generate(server, PROMPT, NEW_TOKENS)
+        log = server.log_path.read_text(errors="replace")
+    assert "Traceback" not in log, log[-4000:]
+    assert "fused_awq_moe" in log, log[-4000:]
+    dev = bf16_deviation(deq_dir, tokens, logprobs)
+    print({scheme: dev})
+    assert within(dev), dev
