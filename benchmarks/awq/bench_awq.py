@@ -1,11 +1,24 @@
-"""AWQ int4 linear layers on one GPU: upstream SGLang 0.5.10's Triton kernels, ours, the
-HIP GEMV (if built), dense matmul and the copy-bandwidth roofline, side by side.
+"""AWQ int4 linear layers on one GPU, one run, one JSON: our dispatch beside dense matmul,
+upstream SGLang 0.5.10's kernels, torch's int4 kernel and the copy roofline.
 
-Run on the GPU machine (RDNA4 paths forced on with SGLANG_RDNA4=1):
-    PYTHONPATH=python python benchmarks/awq/bench_awq.py --out results.json [--sweep]
+Per layer shape (shapes.py: six fixed shapes plus every layer of >= 25M weights of the model
+configs in benchmarks/models/configs/, at G = 128 and at 32 where a model's checkpoint needs
+it), fp16 and bf16, M = 1..256, each timed as a CUDA graph over weight copies larger than L2:
+  dispatch         sglang.srt.rdna4.awq.dispatch.awq_linear with the layer's plan (what serving runs)
+  dense            F.linear in the activation dtype on the dequantized weight
+  upstream_fused   upstream's awq_gemm_triton (split-K 8; M <= 32)
+  upstream_dequant_matmul   upstream's awq_dequantize_triton + torch.matmul
+  torch_int4pack   torch's _weight_int4pack_mm (tinygemm) on the same layer repacked (bf16)
+  hip_gemv         the HIP GEMV of sgl-kernel-rocm (M = 1; built with nvcc/hipcc at run time)
+  --kernels        also each of our kernels alone: gemv, gemm, gemm_tc, ours dequant + matmul
+Per shape, the copy roofline (AWQ bytes / device copy bandwidth measured in this run,
+benchmarks/roofline.py) and a graph-timed device copy that moves the same bytes. With MoE
+configs: the routed experts (fused_awq_moe per slot and in per-expert blocks), bf16.
 
-Upstream's kernel file (python/sglang/srt/layers/quantization/awq_triton.py, imports only
-torch and triton) is loaded by path, so the upstream package need not import.
+Run on the GPU machine (repo root): OUT=/tmp/out bash benchmarks/awq/gpu_run.sh
+(or PYTHONPATH=python python benchmarks/awq/bench_awq.py --out results.json [--quick]).
+The JSON is rendered by make_table.py. Upstream's kernel file imports only torch and triton
+and is loaded by path, so the upstream package need not import.
 """
 
 from __future__ import annotations
@@ -14,7 +27,6 @@ import argparse
 import dataclasses
 import importlib.util
 import json
-import math
 import os
 import sys
 import time
@@ -22,31 +34,47 @@ import traceback
 from pathlib import Path
 
 import torch
-import triton
+import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[2]
+# --dry (AWQ_BENCH_DRY=1): the plumbing on CPU under the Triton interpreter at toy sizes, no timings.
+DRY = os.environ.get("AWQ_BENCH_DRY") == "1"
+if DRY:  # the interpreter with the test suite's shims (numpy >= 2.4 loop bounds)
+    sys.path.insert(0, str(ROOT))
+    from tests.triton_cpu import interpret_without_gpu
+
+    interpret_without_gpu()
+import triton
+
 sys.path.insert(0, str(ROOT / "python"))
 sys.path.insert(0, str(ROOT / "benchmarks" / "awq"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-import roofline  # noqa: E402
-from sglang.srt.rdna4.awq import config as awq_config  # noqa: E402
-from sglang.srt.rdna4.awq import dispatch  # noqa: E402
-from sglang.srt.rdna4.awq.gemm import awq_gemm  # noqa: E402
-from sglang.srt.rdna4.awq.gemm_tc import awq_gemm_tc  # noqa: E402
-from sglang.srt.rdna4.awq.gemv import awq_gemv  # noqa: E402
-from sglang.srt.rdna4.awq.packer import random_awq, unpack_int4  # noqa: E402
+import roofline
+import shapes as shape_defs
+from sglang.srt.rdna4.awq import config as awq_config
+from sglang.srt.rdna4.awq import dispatch
+from sglang.srt.rdna4.awq.packer import AWQPacked, random_awq, unpack_int4
 
-SHAPES = [(4096, 4096), (5120, 5120), (5120, 27648), (5120, 13824), (13824, 5120), (8192, 28672)]
+SCHEMA = 2
+SHAPES = list(
+    shape_defs.BASE_SHAPES
+)  # the tuning sweeps (sweep_gemv.py, sweep_hip_gemv.py) time these
+GROUP = shape_defs.DEFAULT_GROUP
 MS = [1, 2, 4, 8, 16, 32, 64, 128, 256]
+QUICK_MS = [1, 4, 16, 64, 256]
+QUICK_SHAPES = "4096x4096/g128,2816x10240/g32"
+MOE_TOKENS = [1, 2, 4, 8, 16, 32, 64, 128, 256]
+QUICK_MOE_TOKENS = [1, 16, 256]
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
-GROUP = 128
-# --dry: run the plumbing on CPU under the Triton interpreter at toy sizes (no timings).
-DRY = os.environ.get("AWQ_BENCH_DRY") == "1"
+UPSTREAM_FUSED_MAX_M = (
+    32  # its time doubles with M beyond (H100 / H200 runs); not worth the run time
+)
 DEV = "cpu" if DRY else "cuda"
+L2_FLUSH_BYTES = 160 << 20  # > 2x the L2 of an H100/H200 (50/60 MB); RDNA4's is 8 MB (+ 64 MB MALL)
 
 
-L2_FLUSH_BYTES = 160 << 20  # > 2x the L2 of an H100/H200 (50/60 MB)
+# ---------------------------------------------------------------- timing (shared with the sweeps)
 
 
 def copies_for(nbytes: int) -> int:
@@ -91,10 +119,63 @@ def copy_bandwidth() -> float:
     return roofline.copy_bandwidth_gbs() * roofline.GB
 
 
+def layer_copies(p: AWQPacked, n: int) -> list[AWQPacked]:
+    """n independent copies of an AWQ layer (same values, different memory)."""
+    return [p] + [
+        dataclasses.replace(
+            p, qweight=p.qweight.clone(), qzeros=p.qzeros.clone(), scales=p.scales.clone()
+        )
+        for _ in range(n - 1)
+    ]
+
+
+def awq_bytes(p: AWQPacked) -> int:
+    return p.qweight.numel() * 4 + p.qzeros.numel() * 4 + p.scales.numel() * p.scales.element_size()
+
+
+def dense_weight(p: AWQPacked, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """The dequantized weight [K, N] in FP32 (``dtype`` is accepted for the sweeps' calls)."""
+    g = p.group_size
+    q = unpack_int4(p.qweight).float()
+    z = unpack_int4(p.qzeros).float().repeat_interleave(g, 0)
+    s = p.scales.float().repeat_interleave(g, 0)
+    return (q - z) * s
+
+
+def rel_err(y: torch.Tensor, ref: torch.Tensor) -> float:
+    return float((y.float() - ref).norm() / ref.norm())
+
+
+def try_time(make_fn, copies: int) -> tuple[float | None, str | None]:
+    """make_fn(i) -> a zero-arg callable using weight copy i."""
+    try:
+        return round(graph_us([make_fn(i) for i in range(copies)]), 2), None
+    except Exception as e:  # noqa: BLE001 - recorded in the JSON, the run goes on
+        return None, repr(e)[:300]
+
+
+def copy_us(nbytes: int) -> float | None:
+    """Graph-timed device copy moving ``nbytes`` (nbytes / 2 read + nbytes / 2 written): the
+    same traffic a kernel reading the layer once has, at this size and in this harness."""
+    half = max(nbytes // 2, 1)
+    pairs = [
+        (
+            torch.empty(half, dtype=torch.uint8, device=DEV),
+            torch.empty(half, dtype=torch.uint8, device=DEV),
+        )
+        for _ in range(copies_for(nbytes))
+    ]
+    t, _ = try_time(lambda i: lambda: pairs[i][1].copy_(pairs[i][0]), len(pairs))
+    return t
+
+
+# ---------------------------------------------------------------- the paths compared
+
+
 def load_upstream():
     path = ROOT / "python/sglang/srt/layers/quantization/awq_triton.py"
     if not path.exists():
-        return None, f"{path} not present (carry python/sglang/srt/layers/quantization/awq_triton.py)"
+        return None, f"{path} not present (gpu_run.sh takes it from the pinned wheel in .devcache)"
     spec = importlib.util.spec_from_file_location("upstream_awq_triton", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
@@ -102,117 +183,263 @@ def load_upstream():
 
 
 def load_hip_gemv():
+    """Build (or load the build of) sgl-kernel-rocm/csrc/awq_gemv.cu: torch.ops.sgl_kernel_rocm.awq_gemv."""
     try:
-        from build_hip_gemv import build
+        sys.path.insert(0, str(ROOT / "sgl-kernel-rocm"))
+        from sgl_kernel.testing.jit_build import build_awq_gemv
 
-        build()
+        build_awq_gemv()
         return torch.ops.sgl_kernel_rocm.awq_gemv, None
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001
         return None, repr(e)[:2000]
 
 
-def dense_weight(p, dtype):
-    g = p.group_size
-    q = unpack_int4(p.qweight).float()
-    z = unpack_int4(p.qzeros).float().repeat_interleave(g, 0)
-    s = p.scales.float().repeat_interleave(g, 0)
-    return (q - z) * s  # fp32 on GPU
+def int4pack_weights(p: AWQPacked):
+    """torch's tinygemm layout of the same layer: (packed weight, scales-and-zeros [K/G, N, 2]).
+
+    tinygemm dequantizes (q - 8) * s + zero, so zero = (8 - z) * s gives AWQ's (q - z) * s."""
+    q = unpack_int4(p.qweight).t().contiguous()  # [N, K]
+    packed = ((q[:, 0::2] << 4) | q[:, 1::2]).to(torch.uint8)
+    wp = torch.ops.aten._convert_weight_to_int4pack(packed, 8)
+    s = p.scales.to(torch.bfloat16).float()
+    z = unpack_int4(p.qzeros).float()
+    sz = torch.stack([s, (8.0 - z) * s], dim=-1).to(torch.bfloat16).contiguous()
+    return wp, sz
 
 
-def rel_err(y, ref):
-    return float((y.float() - ref).norm() / ref.norm())
+def layer_plan(k: int, n: int, g: int, dtype: torch.dtype):
+    """The plan the server builds for this layer at load (dispatch.plan_for)."""
+    return dispatch.plan_for(k, n, g, dtype, torch.device(DEV))
 
 
-def try_time(make_fn, copies):
-    """make_fn(i) -> a zero-arg callable using weight copy i."""
-    try:
-        return round(graph_us([make_fn(i) for i in range(copies)]), 2), None
-    except Exception as e:
-        return None, repr(e)[:300]
+def plan_path(plan, m: int) -> str:
+    return plan.path_for(m)
 
 
-def layer_copies(p, n: int):
-    """n independent copies of an AWQ layer (same values, different memory)."""
-    return [p] + [dataclasses.replace(p, qweight=p.qweight.clone(), qzeros=p.qzeros.clone(),
-                                      scales=p.scales.clone()) for _ in range(n - 1)]
+def plan_text(plan) -> str:
+    return plan.describe()
 
 
-def awq_bytes(p) -> int:
-    return p.qweight.numel() * 4 + p.qzeros.numel() * 4 + p.scales.numel() * p.scales.element_size()
+def run_dispatch(x: torch.Tensor, p: AWQPacked, plan) -> torch.Tensor:
+    return dispatch.awq_linear(x, p.qweight, p.scales, p.qzeros, plan=plan)
 
 
-# ---------------------------------------------------------------- sweeps (tuning)
+def our_kernels(m: int):
+    """--kernels: (name, fn(x, layer)) of each of our kernels that takes M rows."""
+    from sglang.srt.rdna4.awq.dequant import awq_dequantize
+    from sglang.srt.rdna4.awq.gemm import awq_gemm
+    from sglang.srt.rdna4.awq.gemm_tc import awq_gemm_tc
+    from sglang.srt.rdna4.awq.gemv import awq_gemv
 
-# GEMV candidates (the wide sweep is sweep_gemv.py): 16-byte loads with K inside each lane
-# at 1, 2 and 4 warps, cp.async pipelining 2-4 deep, split-K by FP32 atomics.
-GEMV_SWEEP = [
-    awq_config.GemvConfig(block_n8=128 * w, block_k=bk, num_warps=w, waves=waves, num_stages=st)
-    for (w, bk, st) in [(1, 16, 3), (1, 32, 2), (2, 16, 3), (4, 16, 3), (1, 16, 4)]
-    for waves in (4, 8, 16)
-]
-GEMM_SWEEP = [
-    awq_config.GemmConfig(block_m=bm, block_n8=bn8, block_k=bk, num_warps=w, num_stages=st, waves=waves)
-    for (bm, bn8, bk, w, st) in [
-        (16, 32, 64, 4, 3), (16, 64, 64, 4, 3), (16, 64, 32, 4, 4), (32, 64, 64, 8, 3),
-        (64, 32, 64, 8, 3), (64, 16, 64, 4, 3), (16, 32, 64, 4, 1), (64, 32, 64, 8, 1),
-    ]
-    for waves in (2, 4, 8)
-] + [
-    awq_config.GemmConfig(block_m=bm, block_n8=bn8, block_k=bk, num_warps=w, num_stages=st, waves=waves,
-                          atomic_reduce=True)
-    for (bm, bn8, bk, w, st) in [(16, 32, 64, 4, 3), (64, 16, 64, 4, 3)]
-    for waves in (2, 4, 8, 16)
-]
-
-
-def sweep(layers, copies, log):
-    """Best GEMV config at M=1 and best GEMM config at M=16 and M=64 (fp16, all shapes):
-    the one with the lowest geometric-mean time over the shapes."""
-    results = {}
-    for name, cfgs, m, run in [
-        ("gemv_m1", GEMV_SWEEP, 1, lambda x, p, c: awq_gemv(x, p.qweight, p.scales, p.qzeros, config=c)),
-        ("gemm_m16", GEMM_SWEEP, 16, lambda x, p, c: awq_gemm(x, p.qweight, p.scales, p.qzeros, config=c)),
-        ("gemm_m64", GEMM_SWEEP, 64, lambda x, p, c: awq_gemm(x, p.qweight, p.scales, p.qzeros, config=c)),
-    ]:
-        t0 = time.time()
-        scores = []
-        per_shape = {}
-        if DRY:
-            cfgs = cfgs[:2]
-        for c in cfgs:
-            times = []
-            for (k, n), p in layers.items():
-                x = torch.randn(m, k, dtype=torch.float16, device=DEV)
-                ps = copies[(k, n)]
-                t, err = try_time(lambda i: (lambda: run(x, ps[i], c)), len(ps))
-                if t is None:
-                    log(f"sweep {name} {c} {k}x{n}: {err}")
-                    times = None
-                    break
-                times.append(t)
-                key = f"{k}x{n}"
-                if key not in per_shape or t < per_shape[key]["us"]:
-                    per_shape[key] = {"us": t, "config": dataclasses.asdict(c)}
-            if times:
-                gm = math.exp(sum(math.log(t) for t in times) / len(times))
-                scores.append((gm, dataclasses.asdict(c), times))
-        scores.sort(key=lambda s: s[0])
-        results[name] = [{"geomean_us": round(s[0], 2), "config": s[1], "times_us": s[2]} for s in scores[:8]]
-        results[name + "_best_per_shape"] = per_shape
-        log(f"sweep {name}: {len(scores)} configs in {time.time() - t0:.0f}s; best {scores[0][:2] if scores else None}")
-    return results
+    out = []
+    if m <= 4:
+        out.append(("ours_gemv", lambda x, q: awq_gemv(x, q.qweight, q.scales, q.qzeros)))
+    if 2 <= m <= 16:
+        out.append(("ours_gemm", lambda x, q: awq_gemm(x, q.qweight, q.scales, q.qzeros)))
+    if m >= 2:
+        out.append(("ours_gemm_tc", lambda x, q: awq_gemm_tc(x, q.qweight, q.scales, q.qzeros)))
+    if m >= 32:
+        out.append(
+            (
+                "ours_dequant_matmul",
+                lambda x, q: torch.matmul(
+                    x, awq_dequantize(q.qweight, q.scales, q.qzeros, x.dtype)
+                ),
+            )
+        )
+    return out
 
 
-def install_configs(gemv_cfg=None, gemm_small=None, gemm_large=None, tc=None):
-    """Make the dispatch use these configs for this process (the sweep's winners)."""
+# ---------------------------------------------------------------- one layer shape
+
+# Paths whose failure is a property of the dtype (upstream's fused kernel does not compile
+# for bf16): after one failure they are not retried on other shapes of that dtype.
+DTYPE_LEVEL_PATHS = ("upstream_fused",)
+DTYPE_FAILURES: dict[str, dict[str, str]] = {}
+
+
+class ShapeRun:
+    """Every M of one (shape, dtype): weights, copies and the paths that already failed."""
+
+    def __init__(
+        self,
+        shape: shape_defs.BenchShape,
+        dname: str,
+        bw: float,
+        paths: set[str],
+        upstream=None,
+        hip_op=None,
+    ):
+        self.shape, self.dname, self.dtype = shape, dname, DTYPES[dname]
+        self.bw, self.paths, self.upstream, self.hip_op = bw, paths, upstream, hip_op
+        k, n, g = shape.k, shape.n, shape.g
+        raw = random_awq(k, n, g, torch.float16, device=DEV, seed=1)
+        qw, sc, qz = dispatch.prepare_awq_weights(
+            raw.qweight, raw.scales, raw.qzeros, self.dtype
+        )  # the load path
+        self.layer = AWQPacked(qweight=qw, qzeros=qz, scales=sc, group_size=g)
+        self.plan = layer_plan(k, n, g, self.dtype)
+        self.nbytes = awq_bytes(self.layer)
+        self.copies = layer_copies(self.layer, copies_for(self.nbytes))
+        self.w32 = dense_weight(self.layer)  # [K, N]
+        self.dense, self.i4, self.i4_error = [], None, None
+        if "dense" in paths:
+            wd = (
+                self.w32.t().contiguous().to(self.dtype)
+            )  # [N, K], as a dense model's nn.Linear holds it
+            self.dense = [wd] + [
+                wd.clone() for _ in range(copies_for(wd.numel() * wd.element_size()) - 1)
+            ]
+        if "torch_int4pack" in paths and self.dtype == torch.bfloat16 and not DRY:
+            try:
+                self.i4 = [int4pack_weights(q) for q in self.copies]
+            except Exception as e:  # noqa: BLE001 - the shapes it cannot take are listed in the JSON
+                self.i4_error = repr(e)[:300]
+        self.failed: dict[str, str] = {}  # path -> "M=..: error" of its first failure (not retried)
+        for path, where in DTYPE_FAILURES.get(dname, {}).items():
+            self.failed[path] = where
+
+    def row(self, m: int) -> dict:
+        s, x = self.shape, torch.randn(m, self.shape.k, dtype=self.dtype, device=DEV)
+        ref = x.float() @ self.w32
+        traffic = self.nbytes + x.numel() * x.element_size() + m * s.n * x.element_size()
+        row = {
+            "K": s.k,
+            "N": s.n,
+            "G": s.g,
+            "dtype": self.dname,
+            "M": m,
+            "roofline_us": round(traffic / self.bw * 1e6, 2),
+            "path": plan_path(self.plan, m),
+        }
+        errs, rel = {}, {}
+
+        def run(name: str, fn, lst) -> None:
+            if name not in self.paths and not name.startswith("ours_"):
+                return
+            if name in self.failed:
+                errs[name] = f"skipped: failed at {self.failed[name]}"
+                return
+            try:
+                rel[name] = round(rel_err(fn(lst[0]), ref), 6)
+                t, e = try_time(lambda i: lambda: fn(lst[i]), len(lst))
+            except Exception as ex:  # noqa: BLE001
+                t, e = None, repr(ex)[:300]
+            if e:
+                errs[name] = e
+                self.failed[name] = f"M={m}: {e}"
+                if name in DTYPE_LEVEL_PATHS:
+                    DTYPE_FAILURES.setdefault(self.dname, {})[name] = f"{s.key} M={m}: {e}"
+            row[name + "_us"] = t
+
+        run("dispatch", lambda q: run_dispatch(x, q, self.plan), self.copies)
+        run("dense", lambda w: F.linear(x, w), self.dense)
+        up = self.upstream
+        if up is not None and m <= UPSTREAM_FUSED_MAX_M:
+            run(
+                "upstream_fused",
+                lambda q: up.awq_gemm_triton(x, q.qweight, q.scales, q.qzeros, 8),
+                self.copies,
+            )
+        if up is not None:
+            run(
+                "upstream_dequant_matmul",
+                lambda q: torch.matmul(x, up.awq_dequantize_triton(q.qweight, q.scales, q.qzeros)),
+                self.copies,
+            )
+        if self.i4 is not None:
+            run(
+                "torch_int4pack",
+                lambda w: torch.ops.aten._weight_int4pack_mm(x, w[0], s.g, w[1]),
+                self.i4,
+            )
+        if self.hip_op is not None and m == 1:
+            run(
+                "hip_gemv",
+                lambda q: dispatch.hip_gemv(x, q.qweight, q.scales, q.qzeros, s.g),
+                self.copies,
+            )
+        if "ours" in self.paths:
+            for name, fn in our_kernels(m):
+                run(name, lambda q, fn=fn: fn(x, q), self.copies)
+        row["rel_err"], row["errors"] = rel, errs
+        return row
+
+
+def moe_rows(ms: shape_defs.MoEShape, bw: float, tokens: list[int], log) -> list[dict]:
+    """fused_awq_moe per slot vs per-expert blocks (bf16), by token count; roofline over the
+    bytes of the experts the routing touches."""
+    from sglang.srt.rdna4.awq import moe as awq_moe
+    from sglang.srt.rdna4.awq.reference import awq_moe_ref
+
+    e, top_k, h, inter, g = ms.experts, ms.top_k, ms.hidden, ms.inter, ms.g
+    if DRY:
+        e, top_k, h, inter, g = 4, 2, 64, 32, 32
+    dtype = torch.bfloat16
+
+    def stack(k, n, seed):
+        ps = [random_awq(k, n, g, dtype, device=DEV, seed=seed + i) for i in range(e)]
+        return [torch.stack([getattr(p, f) for p in ps]) for f in ("qweight", "scales", "qzeros")]
+
+    w13, w2 = stack(h, 2 * inter, 10), stack(inter, h, 1000)
+    per_expert = sum(t.numel() * t.element_size() for t in (*w13, *w2)) // e
+    blocked_from = getattr(awq_moe, "BLOCKED_MIN_TOKENS", None)
+    rows = []
+    for t in tokens:
+        x = torch.randn(t, h, dtype=dtype, device=DEV)
+        wts, ids = torch.softmax(torch.randn(t, e, device=DEV), -1).topk(top_k, dim=-1)
+        ids = ids.to(torch.int32)
+        touched = int(ids.unique().numel())
+        row = {
+            "model": ms.model,
+            "experts": e,
+            "top_k": top_k,
+            "hidden": h,
+            "inter": inter,
+            "G": g,
+            "activation": ms.activation,
+            "T": t,
+            "experts_touched": touched,
+            "roofline_us": round(touched * per_expert / bw * 1e6, 2),
+            "path": None
+            if blocked_from is None
+            else ("blocked" if t >= blocked_from else "per_slot"),
+            "rel_err": {},
+            "errors": {},
+        }
+        ref = awq_moe_ref(x, *w13, *w2, wts, ids, activation=ms.activation) if t <= 16 else None
+        for name, blocked in (("per_slot", False), ("blocked", True)):
+
+            def fn(b=blocked, x=x, wts=wts, ids=ids):
+                return awq_moe.fused_awq_moe(
+                    x, *w13, *w2, wts, ids, activation=ms.activation, blocked=b
+                )
+
+            try:
+                if ref is not None:
+                    row["rel_err"][name] = round(
+                        float((fn().double() - ref).norm() / ref.norm()), 6
+                    )
+                row[name + "_us"] = round(graph_us([fn]), 2)
+            except Exception as ex:  # noqa: BLE001
+                row[name + "_us"] = None
+                row["errors"][name] = repr(ex)[:300]
+        rows.append(row)
+        log(json.dumps(row))
+    return rows
+
+
+# ---------------------------------------------------------------- block configs from the sweeps
+
+
+def install_configs(gemv_cfg=None, tc=None) -> None:
+    """Make the kernels use these configs for this process (sweep_gemv.py / sweep_tc.py winners)."""
     dev = 0 if DRY else torch.cuda.current_device()
     cur = awq_config.platform_configs(DEV, dev)
     new = dataclasses.replace(
         cur,
         gemv=gemv_cfg or cur.gemv,
-        gemv_sized=() if gemv_cfg else cur.gemv_sized,  # one given config serves every shape
-        gemm_small=gemm_small or cur.gemm_small,
-        gemm_large=gemm_large or cur.gemm_large,
+        gemv_sized=() if gemv_cfg else cur.gemv_sized,
         tc=tc or cur.tc,
     )
     awq_config.platform_configs.cache_clear()
@@ -225,228 +452,230 @@ def install_configs(gemv_cfg=None, gemm_small=None, gemm_large=None, tc=None):
     awq_config.configs_for.__globals__["platform_configs"] = patched
 
 
-CANDIDATES = {"gemv": "ours_gemv_us", "gemm": "ours_gemm_us", "gemm_tc": "ours_gemm_tc_us",
-              "dequant_matmul": "ours_dequant_matmul_us"}
-
-
-def int4pack_weights(p):
-    """torch's tinygemm layout of the same layer: (packed weight, scales-and-zeros [K/G, N, 2]).
-
-    tinygemm dequantizes (q - 8) * s + zero, so zero = (8 - z) * s gives AWQ's (q - z) * s."""
-    g = p.group_size
-    q = unpack_int4(p.qweight).t().contiguous()  # [N, K]
-    packed = ((q[:, 0::2] << 4) | q[:, 1::2]).to(torch.uint8)
-    wp = torch.ops.aten._convert_weight_to_int4pack(packed, 8)
-    s = p.scales.to(torch.bfloat16).float()
-    z = unpack_int4(p.qzeros).float()
-    sz = torch.stack([s, (8.0 - z) * s], dim=-1).to(torch.bfloat16).contiguous()
-    return wp, sz
-
-
-def choose_paths(result) -> None:
-    """Per M, the path with the lowest geometric-mean time over shapes and dtypes; then
-    each row's time on that path, its roofline fraction and speed-up over upstream."""
-    best = {}
-    for m in sorted({r["M"] for r in result["rows"]}):
-        rows = [r for r in result["rows"] if r["M"] == m]
-        scores = {}
-        for path, key in CANDIDATES.items():
-            ts = [r.get(key) for r in rows]
-            if ts and all(ts):
-                scores[path] = math.exp(sum(math.log(t) for t in ts) / len(ts))
-        if scores:
-            best[m] = min(scores, key=scores.get)
-    result["chosen_path_by_M"] = best
-    for r in result["rows"]:
-        path = best.get(r["M"])
-        t = r.get(CANDIDATES[path]) if path else None
-        r["chosen_path"], r["chosen_us"] = path, t
-        if t:
-            r["chosen_roofline_frac"] = round(r["roofline_us"] / t, 3)
-            ups = [r.get(kk) for kk in ("upstream_fused_us", "upstream_dequant_matmul_us") if r.get(kk)]
-            if ups:
-                r["speedup_vs_best_upstream"] = round(min(ups) / t, 2)
-            if r.get("dense_us"):
-                r["speedup_vs_dense"] = round(r["dense_us"] / t, 2)
-
-
-MOE_SHAPE = dict(e=128, top_k=8, h=2048, inter=768)  # Qwen3-30B-A3B-like experts, G = 128
-MOE_TOKENS = [1, 2, 4, 8, 16, 32, 64, 128, 256]
-
-
-def moe_rows(log) -> list[dict]:
-    """fused_awq_moe per-slot kernels vs per-expert blocks (bf16), by token count."""
-    from sglang.srt.rdna4.awq.moe import fused_awq_moe
-    from sglang.srt.rdna4.awq.reference import awq_moe_ref
-
-    e, top_k, h, inter = (MOE_SHAPE[k] for k in ("e", "top_k", "h", "inter"))
-    if DRY:
-        e, top_k, h, inter = 4, 2, 64, 32
-    dtype = torch.bfloat16
-
-    def stack(k, n, seed):
-        ps = [random_awq(k, n, GROUP if not DRY else 32, dtype, device=DEV, seed=seed + i) for i in range(e)]
-        return [torch.stack([getattr(p, f) for p in ps]) for f in ("qweight", "scales", "qzeros")]
-
-    w13, w2 = stack(h, 2 * inter, 10), stack(inter, h, 1000)
-    rows = []
-    for t in (MOE_TOKENS[:3] if DRY else MOE_TOKENS):
-        x = torch.randn(t, h, dtype=dtype, device=DEV)
-        logits = torch.randn(t, e, device=DEV)
-        wts, ids = torch.softmax(logits, -1).topk(top_k, dim=-1)
-        ids = ids.to(torch.int32)
-        row = {"T": t, **MOE_SHAPE}
-        for name, blocked in (("per_slot", False), ("blocked", True)):
-            try:
-                fn = lambda b=blocked: fused_awq_moe(x, *w13, *w2, wts, ids, blocked=b)  # noqa: E731
-                if t == 16:
-                    ref = awq_moe_ref(x, *w13, *w2, wts, ids)
-                    row[name + "_rel_err"] = round(float((fn().double() - ref).norm() / ref.norm()), 6)
-                row[name + "_us"] = round(graph_us([fn]), 2)
-            except Exception as ex:  # noqa: BLE001
-                row[name + "_error"] = repr(ex)[:300]
-        rows.append(row)
-        log(json.dumps(row))
-    return rows
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--sweep", action="store_true")
-    ap.add_argument("--quick", action="store_true", help="fewer shapes (smoke test)")
-    ap.add_argument("--gemv-config", help="JSON file of a GemvConfig to use (sweep_gemv.py --best-out)")
-    ap.add_argument("--shapes", help="comma-separated KxN subset, e.g. 5120x27648,4096x4096")
-    ap.add_argument("--dtypes", default="fp16,bf16", help="comma-separated subset of fp16,bf16")
-    ap.add_argument("--moe", action="store_true", help="also time the MoE experts (per slot vs blocked)")
-    ap.add_argument("--tc-configs", help="JSON {max M: TcGemmConfig} to use (sweep_tc.py --best-out)")
-    args = ap.parse_args()
-    os.environ.setdefault("SGLANG_RDNA4", "1")
-    torch.manual_seed(0)
-    log_lines = []
-
-    def log(msg):
-        print(msg, flush=True)
-        log_lines.append(msg)
-
-    dev = torch.cuda.get_device_properties(0) if not DRY else type("D", (), {"name": "dry", "multi_processor_count": 4})()
-    bw = copy_bandwidth()
-    log(f"device {dev.name}, {dev.multi_processor_count} SMs, copy bandwidth {bw / 1e9:.0f} GB/s")
-    shapes = [(128, 256), (256, 128)] if DRY else (SHAPES[:2] if args.quick else SHAPES)
-    if args.shapes and not DRY:
-        shapes = [tuple(int(v) for v in kn.split("x")) for kn in args.shapes.split(",")]
-    dtypes = {d: DTYPES[d] for d in args.dtypes.split(",")}
-    upstream, up_err = load_upstream()
-    if up_err:
-        log(f"upstream kernels unavailable: {up_err}")
-
-    layers = {s: random_awq(s[0], s[1], GROUP, torch.float16, device=DEV, seed=1) for s in shapes}
-    result = {
-        "device": dev.name, "sms": dev.multi_processor_count, "copy_bandwidth_GBps": round(bw / 1e9, 1),
-        "group_size": GROUP, "torch": torch.__version__, "triton": triton.__version__, "rows": [],
-    }
-
-    if args.sweep:
-        sw = sweep(layers, {kn: layer_copies(p, copies_for(awq_bytes(p))) for kn, p in layers.items()}, log)
-        result["sweep"] = sw
-        best = lambda key, cls: cls(**sw[key][0]["config"]) if sw[key] else None  # noqa: E731
-        install_configs(best("gemv_m1", awq_config.GemvConfig), best("gemm_m16", awq_config.GemmConfig),
-                        best("gemm_m64", awq_config.GemmConfig))
-    elif args.gemv_config and Path(args.gemv_config).exists():
-        install_configs(awq_config.GemvConfig(**json.loads(Path(args.gemv_config).read_text())))
+def apply_config_files(args) -> None:
+    if args.gemv_config and Path(args.gemv_config).exists():
+        install_configs(
+            gemv_cfg=awq_config.GemvConfig(**json.loads(Path(args.gemv_config).read_text()))
+        )
     if args.tc_configs and Path(args.tc_configs).exists():
-        swept = {int(mm): awq_config.TcGemmConfig(**c) for mm, c in json.loads(Path(args.tc_configs).read_text()).items()}
+        swept = {
+            int(mm): awq_config.TcGemmConfig(**c)
+            for mm, c in json.loads(Path(args.tc_configs).read_text()).items()
+        }
         cur = awq_config.configs_for(torch.empty(1, device=DEV))
         # Buckets the sweep did not reach (it stops at its timeout) keep the built-in config.
         keys = sorted(set(swept) | {mm for mm, _ in cur.tc})
         install_configs(tc=tuple((mm, swept.get(mm) or cur.tc_for(mm)) for mm in keys))
-    cfgs = awq_config.configs_for(torch.empty(1, device=DEV))
-    result["configs_used"] = {"gemv": dataclasses.asdict(cfgs.gemv),
-                              "gemv_sized": [[w, dataclasses.asdict(c)] for w, c in cfgs.gemv_sized],
-                              "gemm_small": dataclasses.asdict(cfgs.gemm_small),
-                              "gemm_large": dataclasses.asdict(cfgs.gemm_large),
-                              "gemm_tc": [[mm, dataclasses.asdict(c)] for mm, c in cfgs.tc]}
-    log(f"configs used: {result['configs_used']}")
 
-    skip_hip = DRY or os.environ.get("AWQ_BENCH_HIP", "1") == "0"
-    hip_op, hip_err = load_hip_gemv() if not skip_hip else (None, "not built (dry run or AWQ_BENCH_HIP=0)")
-    result["hip_gemv_build"] = "ok" if hip_op is not None else f"failed: {hip_err}"
-    log(f"HIP GEMV: {result['hip_gemv_build'][:300]}")
 
-    if args.moe:
-        try:
-            result["moe_rows"] = moe_rows(log)
-        except Exception as ex:  # noqa: BLE001 - the dense tables still run
-            log(f"MoE timing failed: {ex!r}"[:500])
-    th = dispatch.AWQThresholds.from_env()
-    for (k, n) in shapes:
-        for dname, dtype in dtypes.items():
-            p0 = layers[(k, n)]
-            p = dataclasses.replace(p0, scales=p0.scales.to(dtype))
-            ps = layer_copies(p, copies_for(awq_bytes(p)))
-            w32 = dense_weight(p, dtype)
-            wd = w32.to(dtype)
-            wds = [wd] + [wd.clone() for _ in range(copies_for(wd.numel() * wd.element_size()) - 1)]
-            i4s, i4_err = None, None
-            if dtype == torch.bfloat16 and not DRY:
-                try:
-                    i4s = [int4pack_weights(q) for q in ps]
-                except Exception as e:  # noqa: BLE001
-                    i4_err = repr(e)[:200]
-            for m in ([1, 2, 16, 20] if DRY else MS):
-                x = torch.randn(m, k, dtype=dtype, device=DEV)
-                ref = x.float() @ w32
-                nbytes = awq_bytes(p) + x.numel() * x.element_size() + m * n * x.element_size()
-                row = {"K": k, "N": n, "M": m, "dtype": dname, "roofline_us": round(nbytes / bw * 1e6, 2),
-                       "copies": len(ps)}
-                errs = {}
+def configs_used() -> dict:
+    c = awq_config.configs_for(torch.empty(1, device=DEV))
+    out = {}
+    for f in dataclasses.fields(c):
+        v = getattr(c, f.name)
+        if dataclasses.is_dataclass(v):
+            out[f.name] = dataclasses.asdict(v)
+        elif isinstance(v, tuple):
+            out[f.name] = [
+                [a, dataclasses.asdict(b) if dataclasses.is_dataclass(b) else b] for a, b in v
+            ]
+        else:
+            out[f.name] = v
+    return out
 
-                def run(name, f, dense=False, lst=None):
-                    lst = lst or (wds if dense else ps)
-                    try:
-                        errs[name] = round(rel_err(f(lst[0]), ref), 6)
-                    except Exception as e:
-                        row[name + "_us"] = None
-                        row[name + "_error"] = repr(e)[:200]
-                        return
-                    row[name + "_us"], e2 = try_time(lambda i: (lambda: f(lst[i])), len(lst))
-                    if e2:
-                        row[name + "_error"] = e2
 
-                if upstream is not None and m <= 32:  # its time doubles with M beyond (H100/H200 runs)
-                    run("upstream_fused", lambda q: upstream.awq_gemm_triton(x, q.qweight, q.scales, q.qzeros, 8))
-                if upstream is not None:
-                    run("upstream_dequant_matmul",
-                        lambda q: torch.matmul(x, upstream.awq_dequantize_triton(q.qweight, q.scales, q.qzeros)))
-                run("dense", lambda w: torch.matmul(x, w), dense=True)
-                if i4s is not None:
-                    run("torch_int4pack", lambda w: torch.ops.aten._weight_int4pack_mm(x, w[0], GROUP, w[1]), lst=i4s)
-                elif i4_err:
-                    row["torch_int4pack_error"] = i4_err
-                if m <= 4:
-                    run("ours_gemv", lambda q: awq_gemv(x, q.qweight, q.scales, q.qzeros))
-                if 2 <= m <= 8:
-                    run("ours_gemm", lambda q: awq_gemm(x, q.qweight, q.scales, q.qzeros))
-                if m >= 2:
-                    run("ours_gemm_tc", lambda q: awq_gemm_tc(x, q.qweight, q.scales, q.qzeros))
+# ---------------------------------------------------------------- main
 
-                if hip_op is not None and m <= 4:
-                    run("hip_gemv", lambda q: dispatch.hip_gemv(x, q.qweight, q.scales, q.qzeros, GROUP))
-                row["dispatch_path"] = dispatch.kernel_for(m, dtype, x.device, th, k, n)
-                # The dispatch runs one of the kernels timed above: checked for accuracy, not re-timed.
-                errs["ours_dispatch"] = round(rel_err(dispatch.awq_linear(x, p.qweight, p.scales, p.qzeros), ref), 6)
-                row["rel_err"] = errs
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", required=True, help="results JSON (written after every shape)")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"smoke check: shapes {QUICK_SHAPES}, M {QUICK_MS}, one MoE config",
+    )
+    ap.add_argument(
+        "--shapes",
+        help="KxN[/gG] list instead of the derived shapes, e.g. 5120x27648,2816x10240/g32",
+    )
+    ap.add_argument("--dtypes", default="fp16,bf16", help="subset of fp16,bf16")
+    ap.add_argument("--ms", help="comma-separated M values (default 1..256)")
+    ap.add_argument("--no-moe", dest="moe", action="store_false", help="skip the MoE experts")
+    ap.add_argument(
+        "--kernels",
+        action="store_true",
+        help="also time each of our kernels alone at every M it takes",
+    )
+    ap.add_argument("--gemv-config", help="JSON GemvConfig to use (sweep_gemv.py --best-out)")
+    ap.add_argument(
+        "--tc-configs", help="JSON {max M: TcGemmConfig} to use (sweep_tc.py --best-out)"
+    )
+    args = ap.parse_args(argv)
+    bad = [d for d in args.dtypes.split(",") if d not in DTYPES]
+    if bad:
+        ap.error(f"--dtypes {bad}: use a subset of {list(DTYPES)}")
+    return args
+
+
+def select(
+    args,
+) -> tuple[list[shape_defs.BenchShape], list[int], list[shape_defs.MoEShape], list[int]]:
+    if DRY:
+        ms = [int(v) for v in args.ms.split(",")] if args.ms else [1, 4, 16, 64]
+        return (
+            [shape_defs.BenchShape(128, 256, 32, ("dry: toy",))],
+            ms,
+            shape_defs.moe_shapes()[:1],
+            [1],
+        )
+    derived = shape_defs.bench_shapes()
+    wanted = shape_defs.parse_shapes(args.shapes or (QUICK_SHAPES if args.quick else ""))
+    if wanted:  # keep the configs' users of a shape that is also derived
+        users = {(s.k, s.n, s.g): s.users for s in derived}
+        derived = [dataclasses.replace(s, users=users.get((s.k, s.n, s.g), ())) for s in wanted]
+    ms = [int(v) for v in args.ms.split(",")] if args.ms else (QUICK_MS if args.quick else MS)
+    moe = shape_defs.moe_shapes() if args.moe else []
+    if args.quick:
+        moe = [m for m in moe if m.g != GROUP][:1] or moe[:1]
+    return derived, ms, moe, (QUICK_MOE_TOKENS if args.quick else MOE_TOKENS)
+
+
+def device_info() -> dict:
+    if DRY:
+        return {"device": "dry run (CPU, Triton interpreter)", "compute_units": 0, "backend": "cpu"}
+    p = torch.cuda.get_device_properties(0)
+    hip = getattr(torch.version, "hip", None)
+    return {
+        "device": p.name,
+        "compute_units": p.multi_processor_count,
+        "backend": f"hip {hip}" if hip else f"cuda {torch.version.cuda}",
+        "arch": getattr(p, "gcnArchName", None) or f"sm_{p.major}{p.minor}",
+    }
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    os.environ.setdefault("SGLANG_RDNA4", "1")
+    torch.manual_seed(0)
+    t_start = time.time()
+    log_lines: list[str] = []
+
+    def log(msg: str) -> None:
+        print(msg, flush=True)
+        log_lines.append(msg)
+
+    shapes, ms, moe_list, moe_tokens = select(args)
+    bw = copy_bandwidth()
+    info = device_info()
+    log(
+        f"{info['device']} ({info['compute_units']} compute units), copy bandwidth {bw / 1e9:.0f} GB/s; "
+        f"{len(shapes)} shapes x {args.dtypes} x M {ms}"
+    )
+    apply_config_files(args)
+    upstream, up_err = load_upstream()
+    if up_err:
+        log(f"upstream kernels unavailable: {up_err}")
+    result = {
+        "schema": SCHEMA,
+        **info,
+        "copy_bandwidth_GBps": round(bw / 1e9, 1),
+        "torch": torch.__version__,
+        "triton": triton.__version__,
+        "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t_start)),
+        "args": " ".join(sys.argv[1:] if argv is None else argv),
+        "ms": ms,
+        "dtypes": args.dtypes.split(","),
+        "min_weights": shape_defs.MIN_WEIGHTS,
+        "upstream": "ok" if upstream else up_err,
+        "upstream_fused_max_m": UPSTREAM_FUSED_MAX_M,
+        "configs_used": configs_used(),
+        "shapes": [],
+        "rows": [],
+        "moe_rows": [],
+        "complete": False,
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def save() -> None:
+        result["elapsed_s"] = round(time.time() - t_start, 1)
+        result["log"] = log_lines
+        out.write_text(json.dumps(result, indent=1))
+
+    paths = {"dispatch", "dense", "upstream_fused", "upstream_dequant_matmul", "torch_int4pack"}
+    if args.kernels:
+        paths.add("ours")
+    for shape in shapes:
+        rec = {
+            "K": shape.k,
+            "N": shape.n,
+            "G": shape.g,
+            "weights": shape.weights,
+            "users": list(shape.users),
+            "plan": {},
+            "torch_int4pack_error": None,
+        }
+        for dname in args.dtypes.split(","):
+            t0 = time.time()
+            run = ShapeRun(shape, dname, bw, paths, upstream=upstream)
+            rec["awq_bytes"] = run.nbytes
+            rec["plan"][dname] = plan_text(run.plan)
+            if run.i4_error:
+                rec["torch_int4pack_error"] = run.i4_error
+            if "copy_us" not in rec:
+                rec["copy_us"] = copy_us(run.nbytes)
+                rec["roofline_us"] = round(run.nbytes / bw * 1e6, 2)
+            for m in ms:
+                row = run.row(m)
                 result["rows"].append(row)
                 log(json.dumps(row))
-            del w32, wd, wds, ps
-            torch.cuda.empty_cache()
-        with open(args.out, "w") as f:
-            json.dump(result, f, indent=1)
-    choose_paths(result)
-    result["log"] = log_lines
-    with open(args.out, "w") as f:
-        json.dump(result, f, indent=1)
-    log(f"wrote {args.out}")
+            log(f"{shape.key} {dname}: {time.time() - t0:.1f}s")
+            del run
+            if not DRY:
+                torch.cuda.empty_cache()
+        result["shapes"].append(rec)
+        save()
+
+    for ms_ in moe_list:
+        try:
+            result["moe_rows"] += moe_rows(ms_, bw, moe_tokens, log)
+        except Exception as ex:  # noqa: BLE001 - the linear-layer tables stand without it
+            log(f"MoE {ms_.model} failed: {ex!r}"[:500])
+        save()
+
+    # The HIP GEMV last: gpu_run.sh builds it in the background while the rest runs.
+    if os.environ.get("AWQ_BENCH_HIP", "1") != "0" and not DRY and 1 in ms:
+        hip_op, hip_err = load_hip_gemv()
+        result["hip_gemv_build"] = "ok" if hip_op is not None else f"failed: {hip_err}"
+        log(f"HIP GEMV: {result['hip_gemv_build'][:300]}")
+        if hip_op is not None:
+            for shape in shapes:
+                for dname in args.dtypes.split(","):
+                    run = ShapeRun(shape, dname, bw, {"hip_gemv"}, hip_op=hip_op)
+                    hrow = run.row(1)
+                    for row in result["rows"]:
+                        if (row["K"], row["N"], row["G"], row["dtype"], row["M"]) == (
+                            shape.k,
+                            shape.n,
+                            shape.g,
+                            dname,
+                            1,
+                        ):
+                            row["hip_gemv_us"] = hrow.get("hip_gemv_us")
+                            row["rel_err"].update(
+                                {k: v for k, v in hrow["rel_err"].items() if k == "hip_gemv"}
+                            )
+                            if "hip_gemv" in hrow["errors"]:
+                                row["errors"]["hip_gemv"] = hrow["errors"]["hip_gemv"]
+                    del run
+                    torch.cuda.empty_cache()
+            save()
+    else:
+        result["hip_gemv_build"] = "not built (AWQ_BENCH_HIP=0, dry run, or no M = 1)"
+    result["complete"] = True
+    save()
+    log(f"wrote {out} in {time.time() - t_start:.0f}s")
 
 
 if __name__ == "__main__":

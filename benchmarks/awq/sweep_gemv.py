@@ -25,12 +25,20 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "python"))
 sys.path.insert(0, str(ROOT / "benchmarks" / "awq"))
 
-from bench_awq import (  # noqa: E402
-    GROUP, SHAPES, awq_bytes, copies_for, copy_bandwidth, graph_us, layer_copies, rel_err, dense_weight,
+from bench_awq import (
+    GROUP,
+    SHAPES,
+    awq_bytes,
+    copies_for,
+    copy_bandwidth,
+    dense_weight,
+    graph_us,
+    layer_copies,
+    rel_err,
 )
-from sglang.srt.rdna4.awq.config import GemvConfig  # noqa: E402
-from sglang.srt.rdna4.awq.gemv import awq_gemv  # noqa: E402
-from sglang.srt.rdna4.awq.packer import random_awq  # noqa: E402
+from sglang.srt.rdna4.awq.config import GemvConfig
+from sglang.srt.rdna4.awq.gemv import awq_gemv
+from sglang.srt.rdna4.awq.packer import random_awq
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 

@@ -4,8 +4,8 @@ benchmark's six shapes, next to our Triton GEMV and the floors of the same harne
 Each variant is the same source built with other tuning macros (SGLR_AWQ_*): all are
 compiled in parallel worker processes, then each is timed in its own process (a variant
 registers the same op names). Times come from bench_awq.graph_us (CUDA graph, weights cycled
-through copies bigger than L2). Also per shape: the copy roofline, a device copy of the
-layer's bytes, and the best read-only Triton kernel (probe_gemv_floor.read_floor).
+through copies bigger than L2). Also per shape: the copy roofline and a device copy moving
+the layer's bytes (bench_awq.copy_us).
 
 Run (GPU machine, repo root): PYTHONPATH=python:sgl-kernel-rocm python benchmarks/awq/sweep_hip_gemv.py --out sweep.json
 """
@@ -59,8 +59,9 @@ def time_variant(name: str, shapes, dtypes) -> dict:
     import torch
 
     sys.path.insert(0, str(HERE))
-    from bench_awq import GROUP, copies_for, awq_bytes, graph_us, layer_copies, rel_err
+    from bench_awq import GROUP, awq_bytes, copies_for, graph_us, layer_copies, rel_err
     from sgl_kernel.testing.jit_build import build_awq_gemv
+    from sglang.srt.rdna4.awq import dispatch
     from sglang.srt.rdna4.awq.packer import random_awq
     from sglang.srt.rdna4.awq.reference import awq_linear_ref
 
@@ -75,11 +76,10 @@ def time_variant(name: str, shapes, dtypes) -> dict:
             copies = layer_copies(p, copies_for(awq_bytes(p)))
             x = torch.randn(1, k, dtype=dtype, device="cuda")
             mn = k * n
-            ws = torch.zeros(n, dtype=torch.float32, device="cuda")
-            cnt = torch.zeros(max(1024, n // 256), dtype=torch.int32, device="cuda")
             ref = awq_linear_ref(x, p.qweight, p.scales, p.qzeros).float()
-            err = rel_err(op.awq_gemv(x, p.qweight, p.scales, p.qzeros, GROUP, ws, cnt), ref)
-            us = graph_us([(lambda q=q: op.awq_gemv(x, q.qweight, q.scales, q.qzeros, GROUP, ws, cnt))
+            # dispatch.hip_gemv sizes the split-K workspace from the op's own tile width
+            err = rel_err(dispatch.hip_gemv(x, p.qweight, p.scales, p.qzeros, GROUP), ref)
+            us = graph_us([(lambda q=q: dispatch.hip_gemv(x, q.qweight, q.scales, q.qzeros, GROUP))
                            for q in copies])
             out[f"{k}x{n}/{dname}"] = {"us": round(us, 2), "rel_err": round(err, 6),
                                        "plan": list(op.awq_gemv_plan(1, k, n, GROUP, units)), "weights": mn}
@@ -127,24 +127,28 @@ def main() -> None:
 
 
 def reference_times(shapes) -> dict:
-    """Triton GEMV (shipped configs), copy roofline, copy floor and read floor per shape (fp16)."""
+    """Triton GEMV (shipped configs), copy roofline and a copy of the same bytes per shape (fp16)."""
     import torch
-
-    from bench_awq import GROUP, awq_bytes, copies_for, copy_bandwidth, graph_us, layer_copies
-    from probe_gemv_floor import copy_floor, read_floor
+    from bench_awq import (
+        GROUP,
+        awq_bytes,
+        copies_for,
+        copy_bandwidth,
+        copy_us,
+        graph_us,
+        layer_copies,
+    )
     from sglang.srt.rdna4.awq.gemv import awq_gemv
     from sglang.srt.rdna4.awq.packer import random_awq
 
     bw = copy_bandwidth()
-    sms = torch.cuda.get_device_properties(0).multi_processor_count
     out = {"device": torch.cuda.get_device_name(0), "copy_bandwidth_GBps": round(bw / 1e9, 1)}
     for k, n in shapes:
         p = random_awq(k, n, GROUP, torch.float16, device="cuda", seed=1)
         nbytes = awq_bytes(p)
         copies = layer_copies(p, copies_for(nbytes))
         x = torch.randn(1, k, dtype=torch.float16, device="cuda")
-        row = {"roofline_us": round((nbytes + 2 * (k + n)) / bw * 1e6, 2), "copy_floor_us": copy_floor(nbytes),
-               "read_floor_us": read_floor(nbytes, sms)["read_floor_us"]}
+        row = {"roofline_us": round((nbytes + 2 * (k + n)) / bw * 1e6, 2), "copy_us": copy_us(nbytes)}
         row["triton_gemv_us"] = round(graph_us([(lambda q=q: awq_gemv(x, q.qweight, q.scales, q.qzeros))
                                                 for q in copies]), 2)
         out[f"{k}x{n}"] = row
