@@ -57,9 +57,8 @@ from sglang.srt.rdna4.awq import dispatch
 from sglang.srt.rdna4.awq.packer import AWQPacked, random_awq, unpack_int4
 
 SCHEMA = 2
-SHAPES = list(
-    shape_defs.BASE_SHAPES
-)  # the tuning sweeps (sweep_gemv.py, sweep_hip_gemv.py) time these
+# The fixed shapes; the tuning sweeps (sweep_gemv.py, sweep_hip_gemv.py) time these.
+SHAPES = list(shape_defs.BASE_SHAPES)
 GROUP = shape_defs.DEFAULT_GROUP
 MS = [1, 2, 4, 8, 16, 32, 64, 128, 256]
 QUICK_MS = [1, 4, 16, 64, 256]
@@ -67,9 +66,8 @@ QUICK_SHAPES = "4096x4096/g128,2816x10240/g32"
 MOE_TOKENS = [1, 2, 4, 8, 16, 32, 64, 128, 256]
 QUICK_MOE_TOKENS = [1, 16, 256]
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
-UPSTREAM_FUSED_MAX_M = (
-    32  # its time doubles with M beyond (H100 / H200 runs); not worth the run time
-)
+# upstream's fused kernel: its time doubles with M beyond 32 (H100 / H200 runs)
+UPSTREAM_FUSED_MAX_M = 32
 DEV = "cpu" if DRY else "cuda"
 L2_FLUSH_BYTES = 160 << 20  # > 2x the L2 of an H100/H200 (50/60 MB); RDNA4's is 8 MB (+ 64 MB MALL)
 
@@ -274,9 +272,8 @@ class ShapeRun:
         self.bw, self.paths, self.upstream, self.hip_op = bw, paths, upstream, hip_op
         k, n, g = shape.k, shape.n, shape.g
         raw = random_awq(k, n, g, torch.float16, device=DEV, seed=1)
-        qw, sc, qz = dispatch.prepare_awq_weights(
-            raw.qweight, raw.scales, raw.qzeros, self.dtype
-        )  # the load path
+        # the load path: scales cast to the model dtype, the plan built and logged
+        qw, sc, qz = dispatch.prepare_awq_weights(raw.qweight, raw.scales, raw.qzeros, self.dtype)
         self.layer = AWQPacked(qweight=qw, qzeros=qz, scales=sc, group_size=g)
         self.plan = layer_plan(k, n, g, self.dtype)
         self.nbytes = awq_bytes(self.layer)
@@ -284,9 +281,8 @@ class ShapeRun:
         self.w32 = dense_weight(self.layer)  # [K, N]
         self.dense, self.i4, self.i4_error = [], None, None
         if "dense" in paths:
-            wd = (
-                self.w32.t().contiguous().to(self.dtype)
-            )  # [N, K], as a dense model's nn.Linear holds it
+            # [N, K], as a dense model's nn.Linear holds it
+            wd = self.w32.t().contiguous().to(self.dtype)
             self.dense = [wd] + [
                 wd.clone() for _ in range(copies_for(wd.numel() * wd.element_size()) - 1)
             ]

@@ -74,7 +74,7 @@ def header(res: dict) -> list[str]:
     ]
     if not res.get("complete"):
         out.append(
-            "\n**Incomplete run** (stopped before the end): the tables hold what it measured."
+            "\n**Incomplete run** (stopped before the end): the tables hold what it measured.\n"
         )
     out.append(
         f"Upstream kernels: {res.get('upstream')}. HIP GEMV: {res.get('hip_gemv_build', '-')}."
@@ -88,7 +88,7 @@ def m1_table(res: dict) -> list[str]:
     out = [
         (
             f"| K x N | G | weights (M) | dtype | ours (us) | copy roofline (us) | % of roofline | device copy, "
-            f"same bytes (us) | % of copy | torch int4 (us) | ours vs torch int4 | dense (us) | upstream best (us) "
+            f"same bytes (us) | % of copy | torch int4 (us) | torch int4 / ours | dense (us) | upstream best (us) "
             f"| HIP GEMV (us) | >= {M1_TARGET:.0%} |"
         ),
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
