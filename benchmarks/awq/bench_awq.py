@@ -503,6 +503,13 @@ def parse_args(argv=None):
         action="store_true",
         help="also time each of our kernels alone at every M it takes",
     )
+    ap.add_argument(
+        "--budget-s",
+        type=float,
+        default=0,
+        help="start no new shape, MoE config or HIP pass after this many seconds; what is "
+        "left is listed in the JSON (gpu_run.sh sets it below its timeout)",
+    )
     ap.add_argument("--gemv-config", help="JSON GemvConfig to use (sweep_gemv.py --best-out)")
     ap.add_argument(
         "--tc-configs", help="JSON {max M: TcGemmConfig} to use (sweep_tc.py --best-out)"
@@ -589,6 +596,7 @@ def main(argv=None) -> None:
         "shapes": [],
         "rows": [],
         "moe_rows": [],
+        "skipped_for_time": [],
         "complete": False,
     }
     out = Path(args.out)
@@ -602,76 +610,91 @@ def main(argv=None) -> None:
     paths = {"dispatch", "dense", "upstream_fused", "upstream_dequant_matmul", "torch_int4pack"}
     if args.kernels:
         paths.add("ours")
+    dtypes = args.dtypes.split(",")
+
+    def over_budget(what: str) -> bool:
+        if args.budget_s and time.time() - t_start > args.budget_s:
+            result["skipped_for_time"].append(what)
+            return True
+        return False
+
+    done = []
     for shape in shapes:
-        rec = {
-            "K": shape.k,
-            "N": shape.n,
-            "G": shape.g,
-            "weights": shape.weights,
-            "users": list(shape.users),
-            "plan": {},
-            "torch_int4pack_error": None,
-        }
-        for dname in args.dtypes.split(","):
-            t0 = time.time()
-            run = ShapeRun(shape, dname, bw, paths, upstream=upstream)
-            rec["awq_bytes"] = run.nbytes
-            rec["plan"][dname] = plan_text(run.plan)
-            if run.i4_error:
-                rec["torch_int4pack_error"] = run.i4_error
-            if "copy_us" not in rec:
-                rec["copy_us"] = copy_us(run.nbytes)
-                rec["roofline_us"] = round(run.nbytes / bw * 1e6, 2)
-            for m in ms:
-                row = run.row(m)
-                result["rows"].append(row)
-                log(json.dumps(row))
-            log(f"{shape.key} {dname}: {time.time() - t0:.1f}s")
-            del run
-            if not DRY:
-                torch.cuda.empty_cache()
-        result["shapes"].append(rec)
+        if over_budget(shape.key):
+            continue
+        result["shapes"].append(time_shape(shape, dtypes, ms, bw, paths, upstream, result, log))
+        done.append(shape)
         save()
-
-    for ms_ in moe_list:
+    for moe_shape in moe_list:
+        if over_budget(f"moe {moe_shape.model}"):
+            continue
         try:
-            result["moe_rows"] += moe_rows(ms_, bw, moe_tokens, log)
+            result["moe_rows"] += moe_rows(moe_shape, bw, moe_tokens, log)
         except Exception as ex:  # noqa: BLE001 - the linear-layer tables stand without it
-            log(f"MoE {ms_.model} failed: {ex!r}"[:500])
+            log(f"MoE {moe_shape.model} failed: {ex!r}"[:500])
         save()
-
     # The HIP GEMV last: gpu_run.sh builds it in the background while the rest runs.
     if os.environ.get("AWQ_BENCH_HIP", "1") != "0" and not DRY and 1 in ms:
         hip_op, hip_err = load_hip_gemv()
         result["hip_gemv_build"] = "ok" if hip_op is not None else f"failed: {hip_err}"
         log(f"HIP GEMV: {result['hip_gemv_build'][:300]}")
         if hip_op is not None:
-            for shape in shapes:
-                for dname in args.dtypes.split(","):
-                    run = ShapeRun(shape, dname, bw, {"hip_gemv"}, hip_op=hip_op)
-                    hrow = run.row(1)
-                    for row in result["rows"]:
-                        if (row["K"], row["N"], row["G"], row["dtype"], row["M"]) == (
-                            shape.k,
-                            shape.n,
-                            shape.g,
-                            dname,
-                            1,
-                        ):
-                            row["hip_gemv_us"] = hrow.get("hip_gemv_us")
-                            row["rel_err"].update(
-                                {k: v for k, v in hrow["rel_err"].items() if k == "hip_gemv"}
-                            )
-                            if "hip_gemv" in hrow["errors"]:
-                                row["errors"]["hip_gemv"] = hrow["errors"]["hip_gemv"]
-                    del run
-                    torch.cuda.empty_cache()
-            save()
+            time_hip_gemv(done, dtypes, bw, hip_op, result["rows"], over_budget)
     else:
         result["hip_gemv_build"] = "not built (AWQ_BENCH_HIP=0, dry run, or no M = 1)"
-    result["complete"] = True
+    result["complete"] = not result["skipped_for_time"]
     save()
     log(f"wrote {out} in {time.time() - t_start:.0f}s")
+
+
+def time_shape(shape, dtypes, ms, bw, paths, upstream, result, log) -> dict:
+    """Every dtype and M of one shape: rows appended to result["rows"]; returns the shape's record."""
+    rec = {
+        "K": shape.k,
+        "N": shape.n,
+        "G": shape.g,
+        "weights": shape.weights,
+        "users": list(shape.users),
+        "plan": {},
+        "torch_int4pack_error": None,
+    }
+    for dname in dtypes:
+        t0 = time.time()
+        run = ShapeRun(shape, dname, bw, paths, upstream=upstream)
+        rec["awq_bytes"] = run.nbytes
+        rec["plan"][dname] = plan_text(run.plan)
+        if run.i4_error:
+            rec["torch_int4pack_error"] = run.i4_error
+        if "copy_us" not in rec:
+            rec["copy_us"] = copy_us(run.nbytes)
+            rec["roofline_us"] = round(run.nbytes / bw * 1e6, 2)
+        for m in ms:
+            row = run.row(m)
+            result["rows"].append(row)
+            log(json.dumps(row))
+        log(f"{shape.key} {dname}: {time.time() - t0:.1f}s")
+        del run
+        if not DRY:
+            torch.cuda.empty_cache()
+    return rec
+
+
+def time_hip_gemv(shapes, dtypes, bw, hip_op, rows, over_budget) -> None:
+    """The HIP GEMV at M = 1 on every shape, merged into the M = 1 rows."""
+    at_m1 = {(r["K"], r["N"], r["G"], r["dtype"]): r for r in rows if r["M"] == 1}
+    for shape in shapes:
+        if over_budget(f"hip_gemv {shape.key}"):
+            continue
+        for dname in dtypes:
+            run = ShapeRun(shape, dname, bw, {"hip_gemv"}, hip_op=hip_op)
+            hrow, row = run.row(1), at_m1[(shape.k, shape.n, shape.g, dname)]
+            row["hip_gemv_us"] = hrow.get("hip_gemv_us")
+            if "hip_gemv" in hrow["rel_err"]:
+                row["rel_err"]["hip_gemv"] = hrow["rel_err"]["hip_gemv"]
+            if "hip_gemv" in hrow["errors"]:
+                row["errors"]["hip_gemv"] = hrow["errors"]["hip_gemv"]
+            del run
+            torch.cuda.empty_cache()
 
 
 if __name__ == "__main__":

@@ -4,8 +4,9 @@
 #   OUT=/some/dir [RUN_TESTS=0] [AWQ_BENCH_HIP=0] [GEMV_SWEEP=1] [TC_SWEEP=1] bash benchmarks/awq/gpu_run.sh [bench_awq.py args]
 # Writes $OUT/results.json (bench_awq.py), $OUT/table.md (make_table.py), $OUT/bench.log,
 # $OUT/hip_build.log, $OUT/gpu_tests.log (pytest -m gpu tests/rdna4/awq). Budget on an H100:
-# benchmark <= BENCH_TIMEOUT (240 s), tests <= TEST_TIMEOUT (110 s); a benchmark stopped by its
-# timeout leaves the shapes it finished in results.json (marked incomplete) and in the table.
+# benchmark <= BENCH_TIMEOUT (240 s), tests <= TEST_TIMEOUT (110 s). The benchmark starts no new
+# shape after BENCH_TIMEOUT - 30 s and lists what it left out; one stopped by the timeout
+# itself keeps every shape it finished. Either way results.json and the table say "incomplete".
 # GEMV_SWEEP=1 / TC_SWEEP=1 first run the block-config sweeps (sweep_gemv.py / sweep_tc.py) and
 # benchmark with their winners: minutes more.
 # Upstream's awq_triton.py (the comparison) is taken from the pinned wheel in .devcache when
@@ -47,8 +48,9 @@ if [ "${GEMV_SWEEP:-0}" = 1 ]; then
     --best-out "$OUT/gemv_best.json" 2>&1 | tee "$OUT/sweep_gemv.log" | grep -v "rel err"
   [ -f "$OUT/gemv_best.json" ] && extra+=(--gemv-config "$OUT/gemv_best.json")
 fi
-timeout ${BENCH_TIMEOUT:-240} python3 benchmarks/awq/bench_awq.py --out "$OUT/results.json" \
-  ${extra[@]+"${extra[@]}"} "$@" 2>&1 | tee "$OUT/bench.log" | grep -v '^{"'
+BENCH_TIMEOUT=${BENCH_TIMEOUT:-240}
+timeout "$BENCH_TIMEOUT" python3 benchmarks/awq/bench_awq.py --out "$OUT/results.json" \
+  --budget-s $((BENCH_TIMEOUT - 30)) ${extra[@]+"${extra[@]}"} "$@" 2>&1 | tee "$OUT/bench.log" | grep -v '^{"'
 if [ -f "$OUT/results.json" ]; then
   python3 benchmarks/awq/make_table.py "$OUT/results.json" > "$OUT/table.md" && head -40 "$OUT/table.md"
 fi

@@ -72,7 +72,9 @@ def header(res: dict) -> list[str]:
             f"{res.get('elapsed_s', 0):.0f} s; arguments: `{res.get('args') or '(defaults)'}`."
         )
     ]
-    if not res.get("complete"):
+    if res.get("skipped_for_time"):
+        out.append(f"\nLeft out for the time budget: {', '.join(res['skipped_for_time'])}.\n")
+    elif not res.get("complete"):
         out.append(
             "\n**Incomplete run** (stopped before the end): the tables hold what it measured.\n"
         )

@@ -99,7 +99,7 @@ def precompile(workers=14):
     t0 = time.time()
     ctx = mp.get_context("spawn")
     with ctx.Pool(workers) as pool:
-        errs = sum(pool.map(_compile_worker, [(i, workers) for i in range(workers)]), [])
+        errs = [e for part in pool.map(_compile_worker, [(i, workers) for i in range(workers)]) for e in part]
     return time.time() - t0, errs
 
 
@@ -111,8 +111,8 @@ def choose(per_dtype: dict) -> dict:
     """Lowest geometric mean over the shapes of fp16 and bf16 together (bf16 is timed for
     the best fp16 configs only); fp16 alone until bf16 is in."""
     both: dict[str, list[float]] = {}
-    for dname in per_dtype:
-        for r in per_dtype[dname]:
+    for results in per_dtype.values():
+        for r in results:
             both.setdefault(json.dumps(r["config"], sort_keys=True), []).extend(r["us"].values())
     most = max(len(v) for v in both.values())
     full = {k: v for k, v in both.items() if len(v) == most}
