@@ -429,23 +429,25 @@ def moe_rows(ms: shape_defs.MoEShape, bw: float, tokens: list[int], log) -> list
 
 
 def install_configs(gemv_cfg=None, tc=None) -> None:
-    """Make the kernels use these configs for this process (sweep_gemv.py / sweep_tc.py winners)."""
-    dev = 0 if DRY else torch.cuda.current_device()
-    cur = awq_config.platform_configs(DEV, dev)
+    """Make the kernels and the plans use these configs in this process (the sweep_gemv.py /
+    sweep_tc.py winners): every awq module that imported config.platform_configs gets a
+    version returning them for this device type. Call before any plan is built."""
+    orig = awq_config.platform_configs
+    cur = orig(DEV, 0 if DRY else torch.cuda.current_device())
     new = dataclasses.replace(
         cur,
         gemv=gemv_cfg or cur.gemv,
-        gemv_sized=() if gemv_cfg else cur.gemv_sized,
+        gemv_sized=() if gemv_cfg else cur.gemv_sized,  # one given config serves every shape
         tc=tc or cur.tc,
     )
-    awq_config.platform_configs.cache_clear()
-    orig = awq_config.platform_configs.__wrapped__
 
     def patched(device_type, device_index=0):
         return new if device_type == DEV else orig(device_type, device_index)
 
-    awq_config.platform_configs = patched  # the kernels look it up through configs_for
-    awq_config.configs_for.__globals__["platform_configs"] = patched
+    for mod in list(sys.modules.values()):
+        ours = getattr(mod, "__name__", "").startswith("sglang.srt.rdna4.awq")
+        if ours and getattr(mod, "platform_configs", None) is orig:
+            mod.platform_configs = patched  # config.configs_for looks it up here too
 
 
 def apply_config_files(args) -> None:

@@ -217,14 +217,18 @@ def test_bench_dry_run_writes_json_the_table_renders(tmp_path):
     """bench_awq.py at toy sizes under the Triton interpreter: every path runs and is checked
     for accuracy, failures are recorded, and make_table renders the JSON (timings are fake)."""
     pytest.importorskip("triton")
-    out = tmp_path / "r.json"
+    out, gemv_cfg = tmp_path / "r.json", tmp_path / "gemv.json"
+    # a sweep winner (sweep_gemv.py --best-out) must reach the plans: a config the CPU table lacks
+    cfg = {"block_n8": 16, "block_k": 16, "num_warps": 1, "waves": 1, "min_chunks": 1, "num_stages": 1}
+    gemv_cfg.write_text(json.dumps(cfg))
     env = {**os.environ, "AWQ_BENCH_DRY": "1", "PYTHONPATH": str(ROOT / "python")}
     proc = subprocess.run([sys.executable, str(AWQ / "bench_awq.py"), "--out", str(out), "--dtypes", "bf16",
-                           "--ms", "1,64"], env=env, capture_output=True, text=True, timeout=600,
-                          check=False)
+                           "--ms", "1,64", "--gemv-config", str(gemv_cfg)],
+                          env=env, capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = json.loads(out.read_text())
     assert res["complete"] and [r["M"] for r in res["rows"]] == [1, 64]
+    assert {k: res["configs_used"]["gemv"][k] for k in cfg} == cfg and res["configs_used"]["gemv_sized"] == []
     by_m = {r["M"]: r for r in res["rows"]}
     assert (by_m[1]["path"], by_m[64]["path"]) == ("gemv", "dequant_matmul")
     for r in res["rows"]:
