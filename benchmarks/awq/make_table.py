@@ -20,9 +20,9 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results.json"
 README = HERE / "README.md"
 BEGIN, END = "<!-- bench_awq:begin (make_table.py writes this block) -->", "<!-- bench_awq:end -->"
-M1_TARGET = (
-    0.90  # issue 16: the M = 1 GEMV at >= 90% of the copy roofline on layers of >= min_weights
-)
+SCHEMA = 2  # bench_awq.SCHEMA of the JSONs this renders
+# issue 16: the M = 1 GEMV at >= 90% of the copy roofline on layers of >= min_weights
+M1_TARGET = 0.90
 SMALL_M_TARGET, MID_TARGET, LARGE_TARGET = 1.3, 0.6, 1.0  # issue 20
 BASE_COLUMNS = [
     ("dispatch_us", "dispatch"),
@@ -225,6 +225,11 @@ def render(res: dict | None) -> str:
         return (
             "No results yet: run `OUT=/tmp/awq bash benchmarks/awq/gpu_run.sh` on a GPU machine, copy "
             "`$OUT/results.json` here and run `python benchmarks/awq/make_table.py --readme`.\n"
+        )
+    if res.get("schema") != SCHEMA:
+        raise ValueError(
+            f"results JSON schema {res.get('schema')!r}, this renderer reads {SCHEMA}: it was written "
+            "by another bench_awq.py; render it with make_table.py from the commit that wrote it"
         )
     lines = header(res)
     lines += [

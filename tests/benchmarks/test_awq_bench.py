@@ -190,6 +190,11 @@ def test_failures_moe_incomplete_and_every_m():
     assert "Could not run: none." not in text
 
 
+def test_a_json_of_another_schema_is_refused():
+    with pytest.raises(ValueError, match="schema None"):
+        make_table.render({"device": "old run", "rows": []})
+
+
 def test_readme_block_is_the_rendered_results_json():
     readme = (AWQ / "README.md").read_text()
     block = make_table.render(make_table.load(AWQ / "results.json"))
