@@ -82,6 +82,8 @@ REACH: dict[str, str] = {
     "sgl_kernel.dsv3_fused_a_gemm": "per feature: DeepSeek-V3",
     "sgl_kernel.es_sm100_mxfp8_blockscaled_grouped_quant": "never (NVIDIA sm100 MXFP8 MoE)",
     "module sgl_kernel.allreduce": "start-up probe (custom all-reduce); absent => RCCL all-reduce",
+    "module sgl_kernel.awq_gemv": "per feature: RDNA4 AWQ/GPTQ layers (rdna4/awq/dispatch.py): the HIP GEMV "
+    "when built and chosen (SGLANG_RDNA4_AWQ_GEMV=hip, or timed faster with SGLANG_RDNA4_AWQ_TUNE=1)",
     "sgl_kernel.kimi_k2_moe_fused_gate": "CUDA-only probe; absent => generic path",
     "sgl_kernel.sgl_per_token_group_quant_8bit": "CUDA-only probe; absent => JIT/Triton quantizer",
     "sgl_kernel.transfer_kv_all_layer": "never (jit_kernel benchmark)",

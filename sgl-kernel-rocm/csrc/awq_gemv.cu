@@ -4,7 +4,8 @@
 // Builds with nvcc, and with hipcc after torch's extension builder hipifies it (see
 // hip_compat.h). Registered as torch.ops.sgl_kernel_rocm.awq_gemv(x, qweight, scales,
 // qzeros, group_size, workspace=None, counters=None); pass the FP32 workspace (>= M*N,
-// zeroed) and int32 counters (>= M * ceil(N/256), zeroed) to avoid allocating per call.
+// zeroed) and int32 counters (>= M * ceil(N / awq_gemv_min_tile_cols()), zeroed) to avoid
+// allocating per call (sgl_kernel/awq_gemv.py sizes them).
 
 #include <torch/library.h>
 #include <ATen/ATen.h>
@@ -137,6 +138,9 @@ std::vector<int64_t> awq_gemv_plan(int64_t m, int64_t k, int64_t n, int64_t g, i
   return {p.vec, p.rows, p.tiles, p.splits, p.steps_per_warp};
 }
 
+// Columns of the narrowest tile (kMinTileCols): callers size the counters from it.
+int64_t awq_gemv_min_tile_cols() { return kMinTileCols; }
+
 }  // namespace sglr_awq
 
 TORCH_LIBRARY_FRAGMENT(sgl_kernel_rocm, m) {
@@ -144,6 +148,7 @@ TORCH_LIBRARY_FRAGMENT(sgl_kernel_rocm, m) {
       "awq_gemv(Tensor x, Tensor qweight, Tensor scales, Tensor qzeros, int group_size, "
       "Tensor? workspace=None, Tensor? counters=None) -> Tensor");
   m.def("awq_gemv_plan(int m, int k, int n, int group_size, int units) -> int[]", &sglr_awq::awq_gemv_plan);
+  m.def("awq_gemv_min_tile_cols() -> int", &sglr_awq::awq_gemv_min_tile_cols);
 }
 
 TORCH_LIBRARY_IMPL(sgl_kernel_rocm, CUDA, m) { m.impl("awq_gemv", &sglr_awq::awq_gemv); }

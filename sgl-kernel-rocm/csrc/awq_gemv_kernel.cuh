@@ -52,6 +52,9 @@ namespace sglr_awq {
 
 constexpr int kMinRows = 8;       // K rows per step: 8, or 16 where the group size allows
 constexpr int kWarp = 32;         // lanes per warp (RDNA4 wave32; NVIDIA warp)
+// Columns of the narrowest column tile (one packed word per lane): the op's callers size
+// the split-K counters as M * ceil(N / kMinTileCols) (torch.ops.sgl_kernel_rocm.awq_gemv_min_tile_cols).
+constexpr int kMinTileCols = kWarp * 8;
 constexpr int kWarps = SGLR_AWQ_WARPS;  // warps per block, each on its own run of steps
 constexpr unsigned kOne = 0x3F800000u;  // bits of 1.0f
 constexpr int kMinRowsPerWarp = SGLR_AWQ_MIN_STEPS * kMinRows;
@@ -123,7 +126,7 @@ awq_gemv_kernel(const T* __restrict__ x, const unsigned* __restrict__ qweight,
                 const T* __restrict__ scales, const unsigned* __restrict__ qzeros,
                 T* __restrict__ out, float* __restrict__ ws, int* __restrict__ counters,
                 int K, int N, int G, int steps_per_warp) {
-  constexpr int kTileCols = kWarp * VEC * 8;
+  constexpr int kTileCols = kMinTileCols * VEC;
   const int n8 = N / 8;
   const int m = blockIdx.x;  // rows of x vary fastest: their blocks share weight reads in L2
   const int tile = blockIdx.y;

@@ -6,25 +6,34 @@ import logging
 
 import pytest
 import torch
-
-from sglang.srt.rdna4.awq import dispatch
+from sglang.srt.rdna4.awq import config as awq_config
+from sglang.srt.rdna4.awq import dispatch, tune
+from sglang.srt.rdna4.awq.config import PlatformConfigs
 from sglang.srt.rdna4.awq.packer import random_awq
 from sglang.srt.rdna4.awq.reference import awq_linear_ref, rel_rms_error
 
 TOL = 1e-2
 
 
+# Plans for "cuda" built on a CPU machine: the launches resolve against the NVIDIA block
+# table with an H100's unit count instead of asking the (absent) GPU.
+FAKE_CUDA = PlatformConfigs(name="fake-cuda", compute_units=132, **awq_config._NVIDIA)
+
+
 @pytest.fixture(autouse=True)
 def _fresh_plans(monkeypatch):
     monkeypatch.setattr(dispatch, "_PLANS", {})
     monkeypatch.setattr(dispatch, "_WARNED", set())
-    for var in (dispatch.GEMV_MAX_M_ENV, dispatch.GEMM_MAX_M_ENV, dispatch.GEMV_IMPL_ENV, dispatch.GEMM_KERNEL_ENV):
+    real = dispatch.platform_configs
+    monkeypatch.setattr(dispatch, "platform_configs", lambda t, i=0: FAKE_CUDA if t == "cuda" else real(t, i))
+    for var in (dispatch.GEMV_MAX_M_ENV, dispatch.GEMM_MAX_M_ENV, dispatch.GEMV_IMPL_ENV, dispatch.GEMM_KERNEL_ENV,
+                tune.TUNE_ENV):
         monkeypatch.delenv(var, raising=False)
 
 
 def test_kernel_choice_by_m():
     cuda = torch.device("cuda")
-    path = lambda m, k=4096, n=4096, dt=torch.float16: dispatch.kernel_for(m, dt, cuda, None, k, n)  # noqa: E731
+    path = lambda m, k=4096, n=4096, dt=torch.float16: dispatch.kernel_for(m, dt, cuda, None, k, n)
     assert path(1, dt=torch.bfloat16) == "gemv"
     assert path(2, 8192, 28672) == "gemv"
     assert path(3) == "gemm" and path(4, 5120, 27648) == "gemm"
@@ -77,8 +86,8 @@ def test_layer_carries_its_plan(monkeypatch):
     plan = layer.rdna4_awq_plan
     assert layer.scales.dtype == torch.float16 and (plan.k, plan.n, plan.g) == (64, 128, 32)
     seen = []
-    real = dispatch.AWQPlan.path_for
-    monkeypatch.setattr(dispatch.AWQPlan, "path_for", lambda self, m: seen.append(self) or real(self, m))
+    real = dispatch.AWQPlan.call_for
+    monkeypatch.setattr(dispatch.AWQPlan, "call_for", lambda self, m: seen.append(self) or real(self, m))
     x = torch.randn(3, 64).to(torch.float16)
     y = dispatch.apply_awq_layer(layer, x)
     assert seen == [plan]
@@ -111,9 +120,11 @@ def test_bad_env_is_loud(monkeypatch):
 
 def test_hip_gemv_requested_but_missing_is_loud(monkeypatch):
     monkeypatch.setenv(dispatch.GEMV_IMPL_ENV, "hip")
-    monkeypatch.setattr(dispatch, "hip_gemv_op", lambda: None)
-    with pytest.raises(RuntimeError, match="sgl_kernel_rocm"):
-        dispatch.gemv_impl()
+    monkeypatch.setattr(dispatch.hip_awq_gemv, "op", lambda: None)
+    assert dispatch.kernel_for(1, torch.float16, torch.device("cuda"), None, 4096, 4096) == "hip_gemv"
+    # The plan binds the op at load: missing, it says which variable asked for it and the fix.
+    with pytest.raises(RuntimeError, match=f"{dispatch.GEMV_IMPL_ENV}=hip.*sgl_kernel_rocm.awq_gemv.*build"):
+        dispatch.plan_for(4096, 4096, 128, torch.float16, torch.device("cuda"))
 
 
 def test_prepare_casts_scales_and_logs_once(caplog):
@@ -180,7 +191,7 @@ def test_legacy_rules_on_request(monkeypatch):
     monkeypatch.setenv(dispatch.GEMM_KERNEL_ENV, "legacy")
     monkeypatch.setattr(dispatch, "_UPSTREAM_FUSED", [lambda *a: None])
     cuda = torch.device("cuda")
-    path = lambda m, k, n, dt=torch.float16: dispatch.kernel_for(m, dt, cuda, None, k, n, 128)  # noqa: E731
+    path = lambda m, k, n, dt=torch.float16: dispatch.kernel_for(m, dt, cuda, None, k, n, 128)
     assert path(2, 4096, 4096) == "gemv"
     assert path(8, 4096, 4096) == "gemm"
     assert path(16, 4096, 4096) == "dequant_matmul"

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from sglang.srt.rdna4.awq import dispatch
 from sglang.srt.rdna4.awq.packer import quantize_rtn
 from sglang.srt.rdna4.awq.reference import awq_dequantize_ref
@@ -47,8 +46,9 @@ def _swap_linears(model, make):
 
 def test_tiny_llama_awq_greedy_tokens_match_dequantized(monkeypatch):
     paths = []
-    real_path_for = dispatch.AWQPlan.path_for
-    monkeypatch.setattr(dispatch.AWQPlan, "path_for", lambda self, m: paths.append(real_path_for(self, m)) or paths[-1])
+    real_call_for = dispatch.AWQPlan.call_for
+    monkeypatch.setattr(dispatch.AWQPlan, "call_for",
+                        lambda self, m: paths.append(self.path_for(m)) or real_call_for(self, m))
     cfg = transformers.LlamaConfig(
         vocab_size=96, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,

@@ -16,6 +16,7 @@ Like the GEMV, a K-step never straddles a quantization group, so any group size 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import torch
 import triton
@@ -106,11 +107,91 @@ def awq_gemm_kernel(
     )
 
 
-def _dot_in_f32(dtype: torch.dtype) -> bool:
+def dot_in_f32(dtype: torch.dtype, interpreting: bool) -> bool:
     # fp32 activations, and bf16 under the CPU interpreter (its numpy dot has no bf16),
     # take an exact FP32 dot; compiled fp16/bf16 runs use the tensor-core dot.
-    interpreting = os.environ.get("TRITON_INTERPRET", "0") == "1"
     return dtype == torch.float32 or (interpreting and dtype == torch.bfloat16)
+
+
+def interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+@dataclass(frozen=True)
+class GemmLaunch:
+    """One per-nibble GEMM launch for M rows of one layer shape and activation dtype,
+    resolved once (at plan build). Calling it runs the kernel."""
+
+    m: int
+    k: int
+    n: int
+    g: int
+    cfg: GemmConfig
+    block_k: int
+    chunks_per_group: int
+    n_tiles: int
+    m_tiles: int
+    split: int
+    per: int
+    atomic: bool
+    dot_f32: bool
+
+    @property
+    def grid(self) -> tuple[int, int, int]:
+        return (self.n_tiles, self.split, self.m_tiles)
+
+    def describe(self) -> str:
+        c = self.cfg
+        return (f"grid {self.grid} block_m={c.block_m} block_n8={c.block_n8} block_k={self.block_k} "
+                f"warps={c.num_warps} split={self.split}{' atomic' if self.atomic else ''}")
+
+    def __call__(self, x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor,
+                 qzeros: torch.Tensor) -> torch.Tensor:
+        return run_gemm(self, x, qweight, scales, qzeros)
+
+
+def gemm_launch(m: int, k: int, n: int, g: int, dtype: torch.dtype, cfg: GemmConfig, units: int,
+                split_k: int | None = None, interpret: bool | None = None) -> GemmLaunch:
+    """Blocks, split and dot precision of the GEMM for M rows of a (K, N, G) layer."""
+    block_k = pow2_block_k(g, cfg.block_k)
+    chunks_per_group = -(-g // block_k)
+    num_chunks = (k // g) * chunks_per_group
+    n_tiles = triton.cdiv(n // 8, cfg.block_n8)
+    m_tiles = triton.cdiv(m, cfg.block_m)
+    if split_k is None:
+        split, per = split_plan(num_chunks, n_tiles * m_tiles, cfg.waves * units, cfg.min_chunks)
+    else:
+        per = -(-num_chunks // max(1, min(split_k, num_chunks)))
+        split = -(-num_chunks // per)
+    return GemmLaunch(m=m, k=k, n=n, g=g, cfg=cfg, block_k=block_k, chunks_per_group=chunks_per_group,
+                      n_tiles=n_tiles, m_tiles=m_tiles, split=split, per=per,
+                      atomic=cfg.atomic_reduce and split > 1,
+                      dot_f32=dot_in_f32(dtype, interpreting() if interpret is None else interpret))
+
+
+def run_gemm(p: GemmLaunch, x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor,
+             qzeros: torch.Tensor) -> torch.Tensor:
+    """Launch a resolved GEMM; x must have p.m rows (inputs checked by the caller)."""
+    m, n, cfg, split = p.m, p.n, p.cfg, p.split
+    out = torch.empty((m, n), dtype=x.dtype, device=x.device)
+    if m == 0:
+        return out
+    ws_elems = (m * n if p.atomic else split * m * n) if split > 1 else 1
+    ws, locks = WORKSPACE.get(x.device, ws_elems, p.n_tiles * p.m_tiles, zeroed=p.atomic)
+    awq_gemm_kernel[p.grid](
+        x, qweight, qzeros, scales, out, ws, locks,
+        m, n, n // 8, p.k, p.g, x.stride(0), out.stride(0),
+        p.chunks_per_group, p.per, split, MAGIC_BITS,
+        BLOCK_M=cfg.block_m, BLOCK_N8=cfg.block_n8, BLOCK_K=p.block_k,
+        SPLIT=split > 1, DOT_F32=p.dot_f32, NUM_STAGES=cfg.num_stages,
+        ATOMIC=p.atomic,
+        num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+    )
+    return out
+
+
+def gemm_config(plat, m: int) -> GemmConfig:
+    return plat.gemm_small if m <= 16 else plat.gemm_large
 
 
 def awq_gemm(
@@ -122,34 +203,12 @@ def awq_gemm(
     split_k: int | None = None,
     shape: tuple[int, int, int, int] | None = None,
 ) -> torch.Tensor:
-    """y = x @ dequant(qweight, scales, qzeros) in x's dtype (fp16 or bf16), FP32 inside."""
-    # shape: (m, k, n, g) from a caller that already ran check_awq_inputs (awq_linear)
+    """y = x @ dequant(qweight, scales, qzeros) in x's dtype (fp16 or bf16), FP32 inside.
+
+    A one-off call: checks the inputs and resolves the launch here; the AWQ dispatch
+    resolves launches once per layer shape instead (``gemm_launch``)."""
     m, k, n, g = shape or check_awq_inputs(x, qweight, scales, qzeros)
     plat = configs_for(x)
-    cfg = config or (plat.gemm_small if m <= 16 else plat.gemm_large)
-    out = torch.empty((m, n), dtype=x.dtype, device=x.device)
-    if m == 0:
-        return out
-    block_k = pow2_block_k(g, cfg.block_k)
-    chunks_per_group = -(-g // block_k)
-    num_chunks = (k // g) * chunks_per_group
-    n_tiles = triton.cdiv(n // 8, cfg.block_n8)
-    m_tiles = triton.cdiv(m, cfg.block_m)
-    if split_k is None:
-        split, per = split_plan(num_chunks, n_tiles * m_tiles, cfg.waves * plat.compute_units, cfg.min_chunks)
-    else:
-        per = -(-num_chunks // max(1, min(split_k, num_chunks)))
-        split = -(-num_chunks // per)
-    atomic = cfg.atomic_reduce and split > 1
-    ws_elems = (m * n if atomic else split * m * n) if split > 1 else 1
-    ws, locks = WORKSPACE.get(x.device, ws_elems, n_tiles * m_tiles, zeroed=atomic)
-    awq_gemm_kernel[(n_tiles, split, m_tiles)](
-        x, qweight, qzeros, scales, out, ws, locks,
-        m, n, n // 8, k, g, x.stride(0), out.stride(0),
-        chunks_per_group, per, split, MAGIC_BITS,
-        BLOCK_M=cfg.block_m, BLOCK_N8=cfg.block_n8, BLOCK_K=block_k,
-        SPLIT=split > 1, DOT_F32=_dot_in_f32(x.dtype), NUM_STAGES=cfg.num_stages,
-        ATOMIC=atomic,
-        num_warps=cfg.num_warps, num_stages=cfg.num_stages,
-    )
-    return out
+    cfg = config or gemm_config(plat, m)
+    launch = gemm_launch(m, k, n, g, x.dtype, cfg, plat.compute_units, split_k)
+    return run_gemm(launch, x, qweight, scales, qzeros)

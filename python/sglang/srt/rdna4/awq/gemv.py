@@ -37,6 +37,8 @@ group size works: 32, 64, 128, per-column (G = K), K ragged or not.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import triton
 import triton.language as tl
@@ -269,9 +271,42 @@ def splitk_sum_kernel(ws_ptr, out_ptr, M, N, split_k, stride_om,
     tl.store(out_ptr + pid_m.to(tl.int64) * stride_om + cols, acc.to(out_ptr.dtype.element_ty), mask=n_mask)
 
 
-def gemv_plan(m: int, k: int, n: int, g: int, cfg: GemvConfig, units: int,
-              split_k: int | None = None) -> dict:
-    """Block sizes and split for one call (exposed for the benchmark's log)."""
+@dataclass(frozen=True)
+class GemvLaunch:
+    """One GEMV launch for M rows of one layer shape, resolved once (at plan build): the grid,
+    block sizes, split and reduction. Calling it runs the kernel."""
+
+    m: int
+    k: int
+    n: int
+    g: int
+    cfg: GemvConfig
+    block_k: int
+    chunks_per_group: int
+    num_chunks: int
+    n_tiles: int
+    split: int
+    per: int
+    reduce: str
+    vec: int
+
+    @property
+    def grid(self) -> tuple[int, int, int]:
+        return (self.m, self.n_tiles, self.split)
+
+    def describe(self) -> str:
+        c = self.cfg
+        return (f"grid {self.grid} block_n8={c.block_n8} block_k={self.block_k} warps={c.num_warps} "
+                f"split={self.split} reduce={self.reduce}")
+
+    def __call__(self, x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor,
+                 qzeros: torch.Tensor) -> torch.Tensor:
+        return run_gemv(self, x, qweight, scales, qzeros)
+
+
+def gemv_launch(m: int, k: int, n: int, g: int, cfg: GemvConfig, units: int,
+                split_k: int | None = None) -> GemvLaunch:
+    """Block sizes and split of the GEMV for M rows of a (K, N, G) layer."""
     block_k = pow2_block_k(g, cfg.block_k, floor=8)
     chunks_per_group = -(-g // block_k)
     num_chunks = (k // g) * chunks_per_group
@@ -285,8 +320,46 @@ def gemv_plan(m: int, k: int, n: int, g: int, cfg: GemvConfig, units: int,
     reduce = "none" if split == 1 else cfg.reduce
     if reduce not in REDUCE_MODES:
         raise ValueError(f"awq_gemv: reduce={cfg.reduce!r}; use one of {sorted(REDUCE_MODES)}")
-    return dict(block_k=block_k, chunks_per_group=chunks_per_group, num_chunks=num_chunks,
-                n_tiles=n_tiles, split=split, per=per, reduce=reduce)
+    n8 = n // 8
+    return GemvLaunch(m=m, k=k, n=n, g=g, cfg=cfg, block_k=block_k, chunks_per_group=chunks_per_group,
+                      num_chunks=num_chunks, n_tiles=n_tiles, split=split, per=per, reduce=reduce,
+                      vec=min(cfg.vec, n8 & -n8) if n8 else cfg.vec)
+
+
+def gemv_plan(m: int, k: int, n: int, g: int, cfg: GemvConfig, units: int,
+              split_k: int | None = None) -> dict:
+    """Block sizes and split for one call, as a dict (the benchmarks' log)."""
+    p = gemv_launch(m, k, n, g, cfg, units, split_k)
+    return dict(block_k=p.block_k, chunks_per_group=p.chunks_per_group, num_chunks=p.num_chunks,
+                n_tiles=p.n_tiles, split=p.split, per=p.per, reduce=p.reduce)
+
+
+def run_gemv(p: GemvLaunch, x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor,
+             qzeros: torch.Tensor) -> torch.Tensor:
+    """Launch a resolved GEMV; x must have p.m rows (inputs checked by the caller)."""
+    m, n = p.m, p.n
+    out = torch.empty((m, n), dtype=x.dtype, device=x.device)
+    if m == 0:
+        return out
+    split, reduce, cfg = p.split, p.reduce, p.cfg
+    ws_elems = {"none": 1, "atomic": m * n, "two_pass": split * m * n}[reduce]
+    ws, locks = WORKSPACE.get(x.device, ws_elems, p.n_tiles * m, zeroed=reduce == "atomic")
+    awq_gemv_kernel[p.grid](
+        x, qweight, qzeros, scales, out, ws, locks,
+        m, n, n // 8, p.g, x.stride(0), out.stride(0),
+        p.chunks_per_group, p.num_chunks, p.per, split, ONE_BITS,
+        BLOCK_N8=cfg.block_n8, BLOCK_K=p.block_k, EVEN_K=p.g % p.block_k == 0,
+        MASK_N=n // 8 < cfg.block_n8, VEC=p.vec, PREFETCH=cfg.prefetch,
+        NUM_STAGES=cfg.num_stages,
+        REDUCE=REDUCE_MODES[reduce], PRELOAD_SCALES=cfg.preload_scales,
+        num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+    )
+    if reduce == "two_pass":
+        block = 1024 if n >= 1024 else triton.next_power_of_2(n)
+        splitk_sum_kernel[(m, triton.cdiv(n, block))](
+            ws, out, m, n, split, out.stride(0), BLOCK=block, ROWS=8, num_warps=4,
+        )
+    return out
 
 
 def awq_gemv(
@@ -301,34 +374,13 @@ def awq_gemv(
     """y = x @ dequant(qweight, scales, qzeros) in x's dtype, FP32 inside.
 
     ``config``/``split_k`` override the platform defaults (used by the benchmark sweep).
+    A one-off call: checks the inputs and resolves the launch here; the AWQ dispatch
+    resolves launches once per layer shape instead (``gemv_launch``).
     """
-    # shape: (m, k, n, g) from a caller that already ran check_awq_inputs (awq_linear)
     m, k, n, g = shape or check_awq_inputs(x, qweight, scales, qzeros)
     plat = configs_for(x)
     cfg = config or plat.gemv_for(k, n)
-    out = torch.empty((m, n), dtype=x.dtype, device=x.device)
-    if m == 0:
-        return out
-    p = gemv_plan(m, k, n, g, cfg, plat.compute_units, split_k)
-    split, reduce = p["split"], p["reduce"]
-    ws_elems = {"none": 1, "atomic": m * n, "two_pass": split * m * n}[reduce]
-    ws, locks = WORKSPACE.get(x.device, ws_elems, p["n_tiles"] * m, zeroed=reduce == "atomic")
-    awq_gemv_kernel[(m, p["n_tiles"], split)](
-        x, qweight, qzeros, scales, out, ws, locks,
-        m, n, n // 8, g, x.stride(0), out.stride(0),
-        p["chunks_per_group"], p["num_chunks"], p["per"], split, ONE_BITS,
-        BLOCK_N8=cfg.block_n8, BLOCK_K=p["block_k"], EVEN_K=g % p["block_k"] == 0,
-        MASK_N=n // 8 < cfg.block_n8, VEC=min(cfg.vec, (n // 8) & -(n // 8)), PREFETCH=cfg.prefetch,
-        NUM_STAGES=cfg.num_stages,
-        REDUCE=REDUCE_MODES[reduce], PRELOAD_SCALES=cfg.preload_scales,
-        num_warps=cfg.num_warps, num_stages=cfg.num_stages,
-    )
-    if reduce == "two_pass":
-        block = 1024 if n >= 1024 else triton.next_power_of_2(n)
-        splitk_sum_kernel[(m, triton.cdiv(n, block))](
-            ws, out, m, n, split, out.stride(0), BLOCK=block, ROWS=8, num_warps=4,
-        )
-    return out
+    return run_gemv(gemv_launch(m, k, n, g, cfg, plat.compute_units, split_k), x, qweight, scales, qzeros)
 
 
 # ---------------------------------------------------------------- shared with moe.py

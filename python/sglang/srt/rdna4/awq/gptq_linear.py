@@ -17,7 +17,7 @@ import logging
 
 import torch
 
-from sglang.srt.rdna4.awq.dispatch import awq_linear, prepare_awq_weights
+from sglang.srt.rdna4.awq.dispatch import awq_linear, plan_of, prepare_awq_weights
 from sglang.srt.rdna4.awq.repack import contiguous_group_size, gptq_dequantize, gptq_to_awq
 
 logger = logging.getLogger(__name__)
@@ -74,6 +74,7 @@ def prepare_gptq_layer(layer: torch.nn.Module, quant_config) -> None:
         layer.scales = torch.nn.Parameter(s, requires_grad=False)
         layer.qzeros = torch.nn.Parameter(qz, requires_grad=False)
         layer.rdna4_gptq_path = "awq"
+        layer.rdna4_awq_plan = plan_of(qw, s, model_dtype)
         _log_once(("awq", k, n, model_dtype), "GPTQ %d-bit layer K=%d N=%d (%s): repacked to the AWQ layout at "
                   "load; served by the RDNA4 AWQ kernels (plan above)", bits, k, n, fmt)
         return
@@ -96,7 +97,8 @@ def apply_gptq_layer(layer: torch.nn.Module, x: torch.Tensor, bias: torch.Tensor
     """GPTQLinearMethod.apply on RDNA4."""
     path = getattr(layer, "rdna4_gptq_path", None)
     if path == "awq":
-        return awq_linear(x, layer.qweight, layer.scales, layer.qzeros, bias)
+        return awq_linear(x, layer.qweight, layer.scales, layer.qzeros, bias,
+                          plan=getattr(layer, "rdna4_awq_plan", None))
     if path == "dense":
         return torch.nn.functional.linear(x, layer.rdna4_gptq_weight, bias)
     raise RuntimeError("GPTQ layer on RDNA4 was not prepared: process_weights_after_loading did not run")
