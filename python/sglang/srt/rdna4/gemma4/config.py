@@ -22,6 +22,10 @@ def normalize_gemma4_config(config) -> None:  # noqa: ANN001 - a transformers Pr
     """Rewrite a Gemma 4 (text) config in place into SGLang's swa_* convention. Idempotent."""
     if getattr(config, "model_type", None) not in GEMMA4_MODEL_TYPES:
         return
+    # transformers names it eoa_token_index; 0.5.11's multimodal processor reads eoa_token_id
+    eoa = getattr(config, "eoa_token_index", None)
+    if getattr(config, "eoa_token_id", None) is None and eoa is not None:
+        config.eoa_token_id = eoa
     text = getattr(config, "text_config", None) or config
     if getattr(text, "_sglang_gemma4_normalized", False):
         return
