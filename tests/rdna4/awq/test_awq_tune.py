@@ -182,3 +182,42 @@ def test_fp32_layers_are_not_tuned():
 def test_cpu_timer_measures_a_call():
     t = tune.make_timer(CPU)("gemv", 1, lambda: sum(range(1000)))
     assert 0 < t < 1.0
+
+
+class _RankTimer:
+    """Rank 0 reports FAKE_US; any other rank must never time (picklable for spawn)."""
+
+    def __init__(self, rank):
+        self.rank = rank
+
+    def __call__(self, kernel, m, run):
+        if self.rank != 0:
+            raise AssertionError(f"rank {self.rank} timed {kernel} at M={m}")
+        return FAKE_US[kernel](m) * 1e-6
+
+
+def _rank_main(rank, store, out_dir):
+    import os
+
+    import torch.distributed as dist
+
+    os.environ[tune.TUNE_ENV] = "1"
+    os.environ[tune.TUNE_DIR_ENV] = f"{out_dir}/cache{rank}"
+    os.environ["TRITON_INTERPRET"] = "1"
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    try:
+        plan = dispatch.build_plan(K, N, G, torch.float16, CPU, timer=_RankTimer(rank))
+        with open(f"{out_dir}/rank{rank}.json", "w") as f:
+            json.dump([[s.hi, s.kernel] for s in plan.spans], f)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_ranks_share_one_measurement(tmp_path):
+    # Real torch.distributed (gloo, 2 processes, no SGLang TP group: the world group).
+    import torch.multiprocessing as mp
+
+    mp.start_processes(_rank_main, args=(str(tmp_path / "store"), str(tmp_path)), nprocs=2, start_method="spawn")
+    spans = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert spans[0] == spans[1] == [[hi, k] for hi, k in EXPECTED]
+    assert list((tmp_path / "cache0").glob("*.json")) and not (tmp_path / "cache1").exists()
