@@ -4,7 +4,8 @@ on the same tiny random weights.
 
 - float32: text and image requests token-exact with HF greedy decoding; a chat request with a
   base64 PNG equals HF `PixtralProcessor.apply_chat_template` + generate (prompt length and
-  answer), with one BOS although the template writes `{{ bos_token }}` itself.
+  answer), with one BOS although the template writes `{{ bos_token }}` itself; two images of
+  different sizes in one turn; a text-only chat to the vision model.
 - the server's warm-up (a chat request with an image) leaves nothing in the radix cache.
 - bfloat16 within twice HF's own bf16 deviation, from a checkpoint in the transformers 4.5x
   weight layout (the float32 one is in the layout transformers 5 writes).
@@ -392,6 +393,24 @@ def test_image_chat_equals_hf_apply_chat_template(server, processor, model, stre
     text, usage = chat(server, image_messages(IMAGE, "Describe it.", hf=False), NEW_TOKENS, stream)
     assert usage["prompt_tokens"] == len(want_prompt), usage  # one BOS, the image grid expanded
     assert text == want_text
+
+
+def test_two_image_chat_equals_hf(server, processor, model):
+    """Two images of different sizes in one turn: each its own token grid, in order."""
+    second = gradient_image(16, 48, seed=5)
+    hf_msgs = [{"role": "user", "content": [
+        {"type": "image", "image": IMAGE}, {"type": "text", "text": "and"},
+        {"type": "image", "image": second}, {"type": "text", "text": "?"}]}]
+    inputs = hf_inputs(processor, hf_msgs)
+    want = hf_greedy_mm(model, inputs, NEW_TOKENS)
+    server_msgs = [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": data_url(IMAGE)}},
+        {"type": "text", "text": "and"},
+        {"type": "image_url", "image_url": {"url": data_url(second)}},
+        {"type": "text", "text": "?"}]}]
+    text, usage = chat(server, server_msgs, NEW_TOKENS)
+    assert usage["prompt_tokens"] == inputs["input_ids"].shape[1], usage
+    assert text == processor.tokenizer.decode(want, skip_special_tokens=True)
 
 
 def test_text_chat_on_vision_model_equals_hf(server, processor, model):
