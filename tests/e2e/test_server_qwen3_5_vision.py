@@ -16,7 +16,8 @@ so HF's processor cannot load (its video half needs torchvision); server and ref
 `test_image_processor_is_hf_image_processor` checks it against HF's PIL image processor.
 
 A GPU variant (Triton attention and Triton vision attention, as RDNA4 runs them) compares
-bf16 and float32 logprobs with HF within the tolerance of `test_server_mistral.py`.
+bf16 and float32 logprobs with HF within the tolerance of `test_server_mistral.py`; on CPU, the
+vision tower's Triton attention kernel is compiled for gfx1201 and must fit its LDS.
 """
 
 from __future__ import annotations
@@ -292,6 +293,36 @@ def test_processor_registered_only_without_torchvision(monkeypatch):
     table = {}
     qwen_processor.register_qwen_processors(table)
     assert table == {}
+
+
+def test_vision_triton_attention_compiles_for_gfx1201(tmp_path, monkeypatch):
+    """RDNA4 runs the vision tower's attention with upstream's Triton `context_attention_fwd`
+    (HIP default `triton_attn`). At Qwen3.5's vision head dim (1152 / 16 = 72, padded to 128)
+    and the launch it picks on gfx12 (capability 12 > 8: 128 x 128 tiles, 8 warps, 1 stage),
+    the kernel must compile for gfx1201 within its 64 KiB of LDS."""
+    pytest.importorskip("triton.backends.amd.compiler")
+    import re
+
+    import triton
+    from sglang.srt.layers.attention.triton_ops.prefill_attention import _fwd_kernel
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    monkeypatch.setenv("TRITON_CACHE_DIR", str(tmp_path))
+    head_dim, block = 72, 128
+    strides = ["stride_qbs", "stride_qh", "stride_kbs", "stride_kh", "stride_vbs", "stride_vh",
+               "stride_obs", "stride_oh"]
+    constexprs = {"kv_group_num": 1, "BLOCK_M": block, "BLOCK_DMODEL": 128, "BLOCK_N": block,
+                  "IS_CAUSAL": False, "Lk": head_dim}
+    signature = {"Q": "*bf16", "K": "*bf16", "V": "*bf16", "sm_scale": "fp32",
+                 "B_Start_Loc": "*i32", "B_Seqlen": "*i32", "Out": "*bf16",
+                 **dict.fromkeys(strides, "i32"), **dict.fromkeys(constexprs, "constexpr")}
+    kernel = triton.compile(ASTSource(fn=_fwd_kernel, signature=signature, constexprs=constexprs),
+                            target=GPUTarget("hip", "gfx1201", 32),
+                            options={"num_warps": 8, "num_stages": 1})
+    spills = re.search(r"\.vgpr_spill_count:\s+(\d+)", kernel.asm["amdgcn"])
+    print(f"gfx1201: LDS {kernel.metadata.shared} B, VGPR spills {spills and spills.group(1)}")
+    assert "hsaco" in kernel.asm and 0 < kernel.metadata.shared <= 64 * 1024
 
 
 # ---------------------------------------------------------------------------------------------
