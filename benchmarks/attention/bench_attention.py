@@ -31,9 +31,10 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "python"))
 
 if "--smoke" in sys.argv:
-    os.environ.setdefault("TRITON_INTERPRET", "1")
-    sys.path.insert(0, str(ROOT / "tests" / "rdna4" / "attention"))
-    import conftest  # noqa: E402,F401  (numpy>=2.4 interpreter shim)
+    sys.path.insert(0, str(ROOT))
+    from tests.triton_cpu import interpret_without_gpu  # noqa: E402
+
+    interpret_without_gpu()  # TRITON_INTERPRET=1 and the interpreter shims
 
 import torch  # noqa: E402
 import triton  # noqa: E402
@@ -79,6 +80,16 @@ EXTEND_CFG_SWEEP = {
     512: [_C(32, 32, 4, 2), _C(32, 64, 8, 1), _C(32, 32, 4, 1), _C(64, 32, 4, 1), _C(16, 64, 4, 1)],
 }
 EXTEND_CFG_SWEEP_TF32 = {_C(64, 64, 4, 2), _C(128, 64, 8, 2), _C(32, 32, 4, 2), _C(64, 32, 4, 2)}
+# --suite decode-grid: the head-dim-256 / 6-heads-per-KV-head study (Qwen3.5-27B full attention)
+# with the d128 GQA shapes as the no-regression check; batch 1 and 8, context 1K / 8K / 32K.
+GRID_MODELS = [("gqa24/4 d256", 24, 4, 256), ("gqa32/8 d128", 32, 8, 128), ("gqa32/4 d128", 32, 4, 128)]
+DECODE_GRID = [(f"decode {tag} b{b} ctx{c // 1024}K", b, c, hq, hkv, d)
+               for tag, hq, hkv, d in GRID_MODELS for b in (1, 8) for c in (1024, 8192, 32768)]
+GRID_TILE_SWEEP = {
+    256: ["32,4,2", "32,8,2", "64,8,2", "32,4,3", "16,4,1"],
+    128: ["16,4,2", "64,4,2"],
+}
+SMOKE_GRID = [("smoke grid gqa12/2 d64 b2 ctx100", 2, 100, 12, 2, 64)]
 SMOKE_DECODE = [("smoke decode gqa8/2 d64", 2, 70, 8, 2, 64), ("smoke decode mha4 d64", 2, 50, 4, 4, 64)]
 SMOKE_EXTEND = [("smoke extend gqa8/2 d64", [0, 30], [40, 9], 8, 2, 64, -1)]
 
@@ -116,12 +127,12 @@ def load_upstream():
 
 
 # --------------------------------------------------------------------------- helpers
-def bench_ms(fn, smoke: bool) -> float:
+def bench_ms(fn, smoke: bool, warmup: int = 25, rep: int = 100) -> float:
     if smoke:
         t = time.perf_counter()
         fn()
         return (time.perf_counter() - t) * 1e3
-    return triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median")
+    return triton.testing.do_bench(fn, warmup=warmup, rep=rep, return_mode="median")
 
 
 def copy_bandwidth(smoke: bool) -> float:
@@ -254,6 +265,98 @@ def run_decode(shape, up, device, dtype, copy_bw, cores, smoke):
     return rows
 
 
+# --------------------------------------------------------------------------- decode grid
+def bench_graph_ms(fn, smoke: bool, warmup: int = 5, rep: int = 25) -> float:
+    """fn captured once in a CUDA graph, replays timed with the L2 flushed before each (no
+    host launch cost in the number: SGLang decodes under CUDA graphs)."""
+    if smoke:
+        return bench_ms(fn, smoke)
+    fn()
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        fn()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn()
+    return triton.testing.do_bench(graph.replay, warmup=warmup, rep=rep, return_mode="median")
+
+
+def run_decode_grid(shape, up, device, dtype, copy_bw, cores, smoke, sweep=True):
+    """Per shape: upstream 0.5.10 and ours at 64 max splits, eager and CUDA-graph timings,
+    each stage alone (graph), and a stage-1 tile sweep of ours (graph)."""
+    name, batch, ctx, hq, hkv, d = shape
+    seq_lens = [ctx] * batch
+    total = sum(seq_lens)
+    gen = torch.Generator(device=device).manual_seed(0)
+    k_buf = torch.randn(total, hkv, d, generator=gen, device=device).to(dtype)
+    v_buf = torch.randn(total, hkv, d, generator=gen, device=device).to(dtype)
+    q = torch.randn(batch, hq, d, generator=gen, device=device).to(dtype)
+    indptr = torch.zeros(batch + 1, dtype=torch.int32, device=device)
+    indptr[1:] = torch.tensor(seq_lens, device=device).cumsum(0)
+    indices = torch.arange(total, dtype=torch.int64, device=device)
+    sm = d ** -0.5
+    exact = exact_decode(q, k_buf, v_buf, seq_lens, sm)
+    kv_bytes = total * hkv * 2 * d * k_buf.element_size()
+    rows = []
+
+    def variant(impl, fn, max_splits=OURS_KV_SPLITS, env=None, eager=False, stages=None):
+        splits = num_kv_splits_policy(seq_lens, hq, hkv, max_splits, cores)
+        ns = torch.tensor(splits, dtype=torch.int32, device=device)
+        logits = torch.empty(batch, hq, max_splits, d, dtype=torch.float32, device=device)
+        lse = torch.empty(batch, hq, max_splits, dtype=torch.float32, device=device)
+        o = torch.empty(batch, hq, d, dtype=dtype, device=device)
+        saved = {k: os.environ.get(k) for k in (env or {})}
+        os.environ.update(env or {})
+        extra = {}
+        try:
+            call = lambda: fn(q, k_buf, v_buf, o, indptr, indices, logits, lse, ns, max_splits, sm, 1.0, 1.0)  # noqa: E731
+            o.fill_(float("nan"))
+            call()
+            out = o.clone()
+            graph_ms = bench_graph_ms(call, smoke)
+            if eager:
+                extra["time_eager_us"] = bench_ms(call, smoke, warmup=10, rep=40) * 1e3
+            for stage, stage_fn in (stages or {}).items():
+                args = (q, k_buf, v_buf, o, indptr, indices, logits, lse, ns, max_splits, sm)
+                extra[f"{stage}_us"] = bench_graph_ms(lambda: stage_fn(*args), smoke) * 1e3  # noqa: B023
+        except Exception as exc:
+            rows.append(dict(shape=name, impl=impl, error=repr(exc)[:500]))
+            return
+        finally:
+            for k, v in saved.items():
+                os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+        rows.append(_row(name, impl, out, exact, graph_ms, kv_bytes, copy_bw, timing="cuda-graph",
+                         kv_splits=splits[0], max_kv_splits=max_splits, **extra))
+
+    if up is not None:
+        upd = up["decode_attention"]
+        variant(f"upstream(max_splits={OURS_KV_SPLITS})", upd.decode_attention_fwd, eager=True, stages=dict(
+            stage1=lambda q, k, v, o, ip, ix, lg, ls, ns, ms, sm: upd._decode_grouped_att_m_fwd(
+                q, k, v, lg, ls, ip, ix, ns, ms, sm, 0.0),
+            merge=lambda q, k, v, o, ip, ix, lg, ls, ns, ms, sm: upd._decode_softmax_reducev_fwd(
+                lg, ls, q, o, 1.0, v, ip, ns, ms),
+        ))
+    od = ours_decode
+
+    def plan(q, k, v, ms):
+        return od.decode_plan(q, k, v, ms)
+
+    variant("ours(default)", od.decode_attention_fwd, eager=True, stages=dict(
+        stage1=lambda q, k, v, o, ip, ix, lg, ls, ns, ms, sm: od.decode_stage1(
+            plan(q, k, v, ms), q, k, v, ip, ix, lg, ls, ns, ms, sm),
+        merge=lambda q, k, v, o, ip, ix, lg, ls, ns, ms, sm: od.decode_merge(
+            plan(q, k, v, ms), lg, ls, o, ip, ns, None, ms),
+    ))
+    if sweep and not smoke:
+        for tiles in GRID_TILE_SWEEP[d]:
+            variant(f"ours(tiles={tiles})", od.decode_attention_fwd, env={"SGLANG_RDNA4_DECODE_TILES": tiles})
+        if d == 256 and batch == 1:
+            variant("ours(max_splits=128)", od.decode_attention_fwd, max_splits=128)
+    return rows
+
+
 # --------------------------------------------------------------------------- extend
 def run_extend(shape, up, device, dtype, copy_bw, smoke):
     name, prefix, extend, hq, hkv, d, window = shape
@@ -320,6 +423,10 @@ def main() -> None:
     ap.add_argument("--out", default="bench_attention.json")
     ap.add_argument("--smoke", action="store_true", help="tiny shapes on CPU (interpreter)")
     ap.add_argument("--only", default="", help="substring filter on shape names")
+    ap.add_argument("--suite", choices=("default", "decode-grid"), default="default",
+                    help="decode-grid: d256 group-6 and d128 GQA decode, batch 1/8, ctx 1K/8K/32K, "
+                         "eager and CUDA-graph timings, per-stage times, tile sweep")
+    ap.add_argument("--no-sweep", action="store_true", help="decode-grid: defaults only, no tile sweep")
     args = ap.parse_args()
     smoke = args.smoke
     device = "cpu" if smoke else "cuda"
@@ -332,7 +439,18 @@ def main() -> None:
         torch=torch.__version__, triton=triton.__version__, dtype=str(dtype),
         copy_gbps=copy_bw / 1e9, upstream_error=up_err, rows=[], failures=[],
     )
-    for shape in (SMOKE_DECODE if smoke else DECODE_SHAPES):
+    if args.suite == "decode-grid":
+        result["suite"] = "decode-grid"
+        for shape in (SMOKE_GRID if smoke else DECODE_GRID):
+            if args.only in shape[0]:
+                try:
+                    result["rows"] += run_decode_grid(shape, up, device, dtype, copy_bw, cores, smoke,
+                                                      sweep=not args.no_sweep)
+                except Exception:
+                    result["failures"].append(dict(shape=shape[0], error=traceback.format_exc()[-3000:]))
+                torch.cuda.empty_cache() if not smoke else None
+                Path(args.out).write_text(json.dumps(result, indent=1))
+    for shape in (SMOKE_DECODE if smoke else DECODE_SHAPES) if args.suite == "default" else ():
         if args.only in shape[0]:
             try:
                 result["rows"] += run_decode(shape, up, device, dtype, copy_bw, cores, smoke)
@@ -340,7 +458,7 @@ def main() -> None:
                 result["failures"].append(dict(shape=shape[0], error=traceback.format_exc()[-3000:]))
             torch.cuda.empty_cache() if not smoke else None
             Path(args.out).write_text(json.dumps(result, indent=1))  # partial results survive a timeout
-    for shape in (SMOKE_EXTEND if smoke else EXTEND_SHAPES):
+    for shape in (SMOKE_EXTEND if smoke else EXTEND_SHAPES) if args.suite == "default" else ():
         if args.only in shape[0]:
             try:
                 result["rows"] += run_extend(shape, up, device, dtype, copy_bw, smoke)
@@ -357,7 +475,8 @@ def main() -> None:
         print(f"{r['shape']:<40} {r['impl']:<34} err/floor {r['err_over_floor']:6.3f}  "
               f"{r['time_us']:10.1f} us  {r['kv_gbps']:8.1f} GB/s"
               + (f" ({100 * frac:5.1f}% of copy)" if frac is not None else "")
-              + (f"  {r['tflops']:.0f} TFLOP/s" if "tflops" in r else ""))
+              + (f"  {r['tflops']:.0f} TFLOP/s" if "tflops" in r else "")
+              + "".join(f"  {k[:-3]} {r[k]:.1f}" for k in ("time_eager_us", "stage1_us", "merge_us") if k in r))
     for f in result["failures"]:
         print("FAILED", f["shape"], f["error"], sep="\n")
     print(f"copy bandwidth {copy_bw / 1e9:.0f} GB/s; upstream: {up_err or 'loaded'}")

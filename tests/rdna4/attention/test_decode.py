@@ -10,7 +10,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sglang.srt.rdna4.attention.decode import decode_attention_fwd, decode_reference, rdna4_max_kv_splits
+from sglang.srt.rdna4.attention.decode import (
+    decode_attention_fwd,
+    decode_plan,
+    decode_reference,
+    rdna4_max_kv_splits,
+)
 from sglang.srt.rdna4.attention.reference import mean_abs_error, rounding_floor
 from sglang.srt.rdna4.attention.testing import decode_case
 
@@ -41,6 +46,31 @@ def test_decode_gqa_and_head_dims(group, dim):
     hkv = 1 if group == 12 else 2
     case = decode_case(SEQS, hkv * group, hkv, dim, torch.float16,
                        num_kv_splits=[1, 3, 8], seed=group * 1000 + dim)
+    out, ref = _run(case)
+    assert _ratio(out, ref) <= 1.25
+
+
+@pytest.mark.parametrize("dtype,bound", [(torch.float16, 1.25), (torch.bfloat16, 2.3)])
+def test_decode_d256_group6(dtype, bound):
+    # Qwen3.5-27B full attention: 6 q heads per KV head (a block of 16 heads, 10 masked), head
+    # dim 256; 64-split scratch with per-sequence split counts, some longer than the sequence.
+    case = decode_case([1, 37, 300], 12, 2, 256, dtype, max_kv_splits=64,
+                       num_kv_splits=[64, 5, 64], seed=256)
+    out, ref = _run(case)
+    assert _ratio(out, ref) <= bound  # bf16: interpreter truncation, GPU test asserts 1.2
+
+
+@pytest.mark.parametrize("dim,max_splits", [(512, 24), (64, 24), (256, 3)])
+def test_decode_merge_chunks(dim, max_splits):
+    # The merge sums SPLIT_CHUNK partials per step: chunks past max_kv_splits (not a power
+    # of two), dead splits inside a chunk and a chunk wider than the split count.
+    plan_chunk = decode_plan(torch.empty(1, 2, dim), torch.empty(1, 2, dim), torch.empty(1, 2, dim),
+                             max_splits).split_chunk
+    assert plan_chunk <= max(1, 2048 // dim)
+    case = decode_case([3, 100, 500], 4, 2, dim, torch.float16, max_kv_splits=max_splits,
+                       num_kv_splits=[max_splits, min(7, max_splits - 1), max_splits], seed=dim + max_splits)
+    case["attn_logits"].fill_(float("nan"))  # dead splits' scratch must never be read
+    case["attn_lse"].fill_(float("nan"))
     out, ref = _run(case)
     assert _ratio(out, ref) <= 1.25
 
@@ -159,6 +189,16 @@ def test_gpu_decode_bf16_floor(group, dim):
     hkv = 1 if group == 12 else 4
     case = decode_case([1, 300, 2048, 777], hkv * group, hkv, dim, torch.bfloat16, device=GPU,
                        max_kv_splits=64, num_kv_splits=[1, 8, 64, 33], seed=dim + group)
+    out, ref = _run(case)
+    assert _ratio(out, ref) <= 1.2
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("batch,ctx", [(1, 32768), (8, 1024)])
+def test_gpu_decode_d256_group6(batch, ctx):
+    # Qwen3.5-27B full attention (24 q / 4 KV heads, head dim 256) at the backend's split counts.
+    case = decode_case([ctx - 3 * i for i in range(batch)], 24, 4, 256, torch.bfloat16, device=GPU,
+                       max_kv_splits=64, num_kv_splits=[64, 13, 1, 64, 40, 64, 2, 64][:batch], seed=ctx)
     out, ref = _run(case)
     assert _ratio(out, ref) <= 1.2
 

@@ -16,7 +16,9 @@ The launcher ``decode_attention_fwd`` has upstream 0.5.10's call signature.
 
 from __future__ import annotations
 
+import functools
 import os
+from dataclasses import dataclass
 
 import torch
 import triton
@@ -197,7 +199,7 @@ def _decode_merge(
     stride_fb, stride_fh,
     LV: tl.constexpr, BLOCK_DV: tl.constexpr,
     MAX_SPLITS: tl.constexpr, SPLITS_POW2: tl.constexpr, SPLIT_GRAN: tl.constexpr,
-    HAS_SINK: tl.constexpr,
+    SPLIT_CHUNK: tl.constexpr, HAS_SINK: tl.constexpr,
 ):
     b = tl.program_id(0)
     h = tl.program_id(1)
@@ -216,14 +218,23 @@ def _decode_merge(
         denom += tl.exp(sink - m)
     offs_dv = tl.arange(0, BLOCK_DV)
     mask_dv = offs_dv < LV
-    acc = tl.zeros([BLOCK_DV], dtype=tl.float32)
-    base = Mid_O + b * stride_ob + h * stride_oh + offs_dv
-    for s in range(0, MAX_SPLITS):
-        if s * split_len < seq_len:
-            lse_s = tl.load(Mid_Lse + b * stride_lb + h * stride_lh + s)
-            part = tl.load(base + s * stride_os, mask=mask_dv, other=0.0)
-            acc += tl.exp(lse_s - m) * part
-    out = tl.where(denom > 0, acc / tl.where(denom > 0, denom, 1.0), 0.0) * v_scale
+    acc = tl.zeros([SPLIT_CHUNK, BLOCK_DV], dtype=tl.float32)
+    base = Mid_O + b * stride_ob + h * stride_oh
+    # SPLIT_CHUNK partial outputs per step, loads masked rather than branched: the loads of
+    # a chunk are in flight together (a per-split branch waited on one load at a time);
+    # the chunk axis is summed once, after the loop.
+    for s0 in range(0, SPLITS_POW2, SPLIT_CHUNK):
+        offs_c = s0 + tl.arange(0, SPLIT_CHUNK)
+        live_c = (offs_c < MAX_SPLITS) & (offs_c * split_len < seq_len)
+        lse_c = tl.load(Mid_Lse + b * stride_lb + h * stride_lh + offs_c, mask=live_c, other=-float("inf"))
+        w_c = tl.where(live_c, tl.exp(lse_c - m), 0.0)
+        part = tl.load(
+            base + offs_c[:, None] * stride_os + offs_dv[None, :],
+            mask=live_c[:, None] & mask_dv[None, :], other=0.0,
+        )
+        acc += w_c[:, None] * part
+    out = tl.sum(acc, 0)
+    out = tl.where(denom > 0, out / tl.where(denom > 0, denom, 1.0), 0.0) * v_scale
     tl.store(O + b * stride_fb + h * stride_fh + offs_dv, out.to(O.dtype.element_ty), mask=mask_dv)
 
 
@@ -245,6 +256,56 @@ def _decode_tiles(lk: int, group: int) -> tuple[int, int, int]:
     if group == 1:  # FP32 elementwise path: long tiles, no shared-memory staging
         return (128 if lk <= 128 else 64 if lk <= 256 else 32), 4, 2
     return (32 if lk <= 128 else 16), 4, 2
+
+
+# FP32 values of split partials the merge holds per step (registers, not a loop of single loads)
+MERGE_TILE = 2048
+
+
+@dataclass(frozen=True)
+class DecodePlan:
+    """Launch parameters of one decode call, fixed by the shapes and dtypes."""
+
+    group: int
+    block_n: int
+    num_warps: int
+    num_stages: int
+    block_h: int
+    block_d: int
+    block_dv: int
+    split_gran: int
+    split_chunk: int
+    merge_warps: int
+    pv_mode: int
+
+
+def decode_plan(q, k_buffer, v_buffer, max_kv_splits: int) -> DecodePlan:
+    """The plan for these shapes, built once per shape and knob setting (host time per
+    decode call matters when it runs without CUDA graphs)."""
+    env = os.environ
+    knobs = (env.get(_PLAN_ENVS[0], ""), env.get(_PLAN_ENVS[1], ""), env.get(_PLAN_ENVS[2], ""))
+    return _plan(q.shape[-1], v_buffer.shape[-1], q.shape[1] // k_buffer.shape[1], int(max_kv_splits), knobs)
+
+
+# Environment knobs the plan depends on (read by _decode_tiles and pv_mode): part of the cache key.
+_PLAN_ENVS = ("SGLANG_RDNA4_DECODE_TILES", "SGLANG_RDNA4_ATTN_TILES", "SGLANG_RDNA4_ATTN_PV")
+
+
+@functools.lru_cache(maxsize=256)
+def _plan(lk: int, lv: int, group: int, max_kv_splits: int, knobs: tuple[str, ...]) -> DecodePlan:
+    del knobs  # cache key only
+    block_n, num_warps, num_stages = _decode_tiles(lk, group)
+    block_dv = triton.next_power_of_2(lv)
+    splits_pow2 = triton.next_power_of_2(max_kv_splits)
+    return DecodePlan(
+        group=group, block_n=block_n, num_warps=num_warps, num_stages=num_stages,
+        block_h=16 if group <= 16 else 32,
+        block_d=triton.next_power_of_2(lk), block_dv=block_dv,
+        split_gran=max(block_n, 32),
+        split_chunk=max(1, min(splits_pow2, MERGE_TILE // block_dv)),
+        merge_warps=4 if block_dv >= 256 else 2,
+        pv_mode=pv_mode(),
+    )
 
 
 def decode_attention_fwd(
@@ -272,17 +333,28 @@ def decode_attention_fwd(
     k_scale / v_scale are applied only if the pool is FP8.
     """
     _check_decode_args(q, k_buffer, v_buffer, o, kv_indptr, attn_logits, attn_lse, max_kv_splits)
+    if q.shape[0] == 0:
+        return
+    k_descale, v_descale = pool_descales(k_buffer.dtype, k_scale, v_scale)
+    plan = decode_plan(q, k_buffer, v_buffer, max_kv_splits)
+    decode_stage1(
+        plan, q, k_buffer, v_buffer, kv_indptr, kv_indices, attn_logits, attn_lse, num_kv_splits,
+        max_kv_splits, float(sm_scale) * k_descale, logit_cap, xai_temperature_len,
+    )
+    decode_merge(plan, attn_logits, attn_lse, o, kv_indptr, num_kv_splits, sinks, max_kv_splits, v_descale)
+
+
+def decode_stage1(
+    plan: DecodePlan, q, k_buffer, v_buffer, kv_indptr, kv_indices, attn_logits, attn_lse,
+    num_kv_splits, max_kv_splits: int, qk_scale: float, logit_cap=0.0, xai_temperature_len=-1,
+) -> None:
+    """Per-split partial outputs and log-sum-exps into the FP32 scratch (arguments checked
+    by decode_attention_fwd)."""
     batch, hq, lk = q.shape
     hkv, lv = k_buffer.shape[1], v_buffer.shape[-1]
-    group = hq // hkv
-    k_descale, v_descale = pool_descales(k_buffer.dtype, k_scale, v_scale)
-    qk_scale = float(sm_scale) * k_descale
-    block_n, num_warps, num_stages = _decode_tiles(lk, group)
-    block_d, block_dv = triton.next_power_of_2(lk), triton.next_power_of_2(lv)
-    split_gran = max(block_n, 32)
     common = dict(
-        LK=lk, LV=lv, BLOCK_D=block_d, BLOCK_DV=block_dv, BLOCK_N=block_n,
-        SPLIT_GRAN=split_gran, LOGIT_CAP=float(logit_cap), XAI_LEN=int(xai_temperature_len),
+        LK=lk, LV=lv, BLOCK_D=plan.block_d, BLOCK_DV=plan.block_dv, BLOCK_N=plan.block_n,
+        SPLIT_GRAN=plan.split_gran, LOGIT_CAP=float(logit_cap), XAI_LEN=int(xai_temperature_len),
     )
     strides = (
         q.stride(0), q.stride(1),
@@ -291,34 +363,40 @@ def decode_attention_fwd(
         attn_logits.stride(0), attn_logits.stride(1), attn_logits.stride(2),
         attn_lse.stride(0), attn_lse.stride(1),
     )
-    if batch > 0 and group == 1:
+    if plan.group == 1:
         _decode_mha_stage1[(batch, hq, max_kv_splits)](
             q, k_buffer, v_buffer, kv_indptr, kv_indices, num_kv_splits, attn_logits, attn_lse,
-            qk_scale, *strides, **common, num_warps=num_warps, num_stages=num_stages,
+            qk_scale, *strides, **common, num_warps=plan.num_warps, num_stages=plan.num_stages,
         )
-    elif batch > 0:
-        block_h = 16 if group <= 16 else 32
-        head_blocks = triton.cdiv(group, block_h)
-        act = q.dtype
-        _decode_gqa_stage1[(batch, hkv * head_blocks, max_kv_splits)](
-            q, k_buffer, v_buffer, kv_indptr, kv_indices, num_kv_splits, attn_logits, attn_lse,
-            qk_scale, *strides,
-            GROUP=group, HEAD_BLOCKS=head_blocks, BLOCK_H=block_h,
-            ACT=tl_dtype(act), DOT_F32=interpreting() or act == torch.float32,
-            PV_MODE=pv_mode(),
-            **common, num_warps=num_warps, num_stages=num_stages,
-        )
-    if batch > 0:
-        _decode_merge[(batch, hq)](
-            attn_logits, attn_lse, o, kv_indptr, num_kv_splits, sinks,
-            float(v_descale),
-            attn_logits.stride(0), attn_logits.stride(1), attn_logits.stride(2),
-            attn_lse.stride(0), attn_lse.stride(1),
-            o.stride(0), o.stride(1),
-            LV=lv, BLOCK_DV=block_dv, MAX_SPLITS=int(max_kv_splits),
-            SPLITS_POW2=triton.next_power_of_2(int(max_kv_splits)), SPLIT_GRAN=split_gran,
-            HAS_SINK=sinks is not None, num_warps=4 if block_dv >= 256 else 2,
-        )
+        return
+    head_blocks = triton.cdiv(plan.group, plan.block_h)
+    act = q.dtype
+    _decode_gqa_stage1[(batch, hkv * head_blocks, max_kv_splits)](
+        q, k_buffer, v_buffer, kv_indptr, kv_indices, num_kv_splits, attn_logits, attn_lse,
+        qk_scale, *strides,
+        GROUP=plan.group, HEAD_BLOCKS=head_blocks, BLOCK_H=plan.block_h,
+        ACT=tl_dtype(act), DOT_F32=interpreting() or act == torch.float32,
+        PV_MODE=plan.pv_mode,
+        **common, num_warps=plan.num_warps, num_stages=plan.num_stages,
+    )
+
+
+def decode_merge(
+    plan: DecodePlan, attn_logits, attn_lse, o, kv_indptr, num_kv_splits, sinks, max_kv_splits: int,
+    v_descale: float = 1.0,
+) -> None:
+    """o = LSE-weighted sum of the split partials (and the sink), times the V descale."""
+    batch, hq, lv = o.shape
+    _decode_merge[(batch, hq)](
+        attn_logits, attn_lse, o, kv_indptr, num_kv_splits, sinks,
+        float(v_descale),
+        attn_logits.stride(0), attn_logits.stride(1), attn_logits.stride(2),
+        attn_lse.stride(0), attn_lse.stride(1),
+        o.stride(0), o.stride(1),
+        LV=lv, BLOCK_DV=plan.block_dv, MAX_SPLITS=int(max_kv_splits),
+        SPLITS_POW2=triton.next_power_of_2(int(max_kv_splits)), SPLIT_GRAN=plan.split_gran,
+        SPLIT_CHUNK=plan.split_chunk, HAS_SINK=sinks is not None, num_warps=plan.merge_warps,
+    )
 
 
 def _check_decode_args(q, k_buffer, v_buffer, o, kv_indptr, attn_logits, attn_lse, max_kv_splits):
