@@ -280,19 +280,16 @@ def test_image_processor_is_hf_image_processor(model_dir, processor):
 
 
 def test_processor_registered_only_without_torchvision(monkeypatch):
-    import importlib.util
+    from sglang.srt.rdna4.vision import processors
+    from sglang.srt.rdna4.vision.qwen_processor import QwenVLImageProcessor
 
-    from sglang.srt.rdna4.vision import qwen_processor
-
-    table: dict[str, type] = {}
-    qwen_processor.register_qwen_processors(table)
-    has_torchvision = importlib.util.find_spec("torchvision") is not None
-    assert set(table) == (set() if has_torchvision else {"qwen3_5", "qwen3_5_moe", "qwen3_vl",
-                                                         "qwen3_vl_moe"})
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name: object())  # "installed"
-    table = {}
-    qwen_processor.register_qwen_processors(table)
-    assert table == {}
+    qwen_types = {"qwen3_5", "qwen3_5_moe", "qwen3_vl", "qwen3_vl_moe"}
+    for installed in (False, True):
+        monkeypatch.setattr(processors, "torchvision_available", lambda: installed)
+        table: dict[str, type] = {}
+        processors.register_pil_processors(table)
+        got = {t: cls for t, cls in table.items() if t in qwen_types}
+        assert got == ({} if installed else dict.fromkeys(qwen_types, QwenVLImageProcessor))
 
 
 def test_vision_triton_attention_compiles_for_gfx1201(tmp_path, monkeypatch):

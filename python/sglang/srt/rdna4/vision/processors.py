@@ -20,9 +20,11 @@ def pil_processor_classes() -> dict[str, type]:
     """model_type -> processor class built from PIL parts."""
     from sglang.srt.rdna4.gemma4.processor import Gemma4PilProcessor
     from sglang.srt.rdna4.vision.pixtral_processor import PixtralPilProcessor
+    from sglang.srt.rdna4.vision.qwen_processor import QWEN_VL_MODEL_TYPES, QwenVLImageProcessor
 
     return {"mistral3": PixtralPilProcessor, "pixtral": PixtralPilProcessor,
-            "gemma4": Gemma4PilProcessor}
+            "gemma4": Gemma4PilProcessor,
+            **dict.fromkeys(QWEN_VL_MODEL_TYPES, QwenVLImageProcessor)}
 
 
 def register_pil_processors(table: dict[str, type]) -> None:

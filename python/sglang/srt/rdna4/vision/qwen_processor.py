@@ -5,12 +5,11 @@ processor needs torchvision, which is not installable on every RDNA4 / CPU set-u
 `AutoProcessor` cannot load a Qwen3.5 checkpoint there at all. This subclass is HF's
 processor with the video sub-processor left out: the image path (transformers' PIL image
 processor, then one `<|image_pad|>` per merged patch) is HF's own code, and a video input
-fails with a message naming the fix.
+fails with a message naming the fix. `sglang.srt.rdna4.vision.processors` registers it for
+the Qwen-VL model types where torchvision is missing.
 """
 
 from __future__ import annotations
-
-import importlib.util
 
 from transformers.models.qwen3_vl.processing_qwen3_vl import Qwen3VLProcessor
 
@@ -33,11 +32,3 @@ class QwenVLImageProcessor(Qwen3VLProcessor):
             )
         return super().__call__(images=images, text=text, **kwargs)
 
-
-def register_qwen_processors(table: dict[str, type]) -> None:
-    """Map the Qwen-VL model types to `QwenVLImageProcessor` in `table` (SGLang's model_type ->
-    processor class table) where torchvision is missing; with it, HF's own processor loads."""
-    if importlib.util.find_spec("torchvision") is not None:
-        return
-    for model_type in QWEN_VL_MODEL_TYPES:
-        table.setdefault(model_type, QwenVLImageProcessor)
