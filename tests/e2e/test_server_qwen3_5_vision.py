@@ -4,7 +4,8 @@ on the same tiny random weights, float32, greedy tokens equal:
 
 - a `/v1/chat/completions` request with a base64 PNG equals HF processor + `apply_chat_template`
   + `generate` (prompt length with the image's tokens expanded, and every answer token), plain
-  and streamed; another image changes the answer's logprobs (the pixels reach the model);
+  and streamed; so does a turn with two images of different sizes; another image changes the
+  answer's logprobs (the pixels reach the model);
 - a text-only chat request to the same server equals HF too.
 
 The checkpoint is laid out as the released Qwen3.5 ones: `model.language_model.*` /
@@ -29,7 +30,7 @@ import pytest
 import torch
 
 from tests.e2e.harness import Server, sse_events
-from tests.e2e.images import gradient_image, image_message
+from tests.e2e.images import data_url, gradient_image, image_message
 
 pytestmark = pytest.mark.e2e
 
@@ -340,6 +341,24 @@ def test_image_chat_equals_hf_generate(server, processor, model, model_dir, stre
     assert err < 1e-3, err
     arch = json.loads((model_dir / "config.json").read_text())["architectures"][0]
     assert f"weight audit of {arch}" in server.log_path.read_text(errors="replace")
+
+
+def test_two_images_of_different_sizes_equal_hf_generate(server, processor, model):
+    """Two images in one turn, the second resized by the processor: each gets its own grid and
+    M-RoPE positions."""
+    second = gradient_image(40, 72, seed=6)
+    hf_parts = [{"type": "image", "image": IMAGE}, {"type": "text", "text": "and"},
+                {"type": "image", "image": second}]
+    inputs = hf_inputs(processor, [{"role": "user", "content": hf_parts}])
+    grids = inputs["image_grid_thw"].tolist()
+    assert len(grids) == 2 and grids[0] != grids[1], grids
+    want = hf_generate(model, inputs, NEW_TOKENS)
+    parts = [{"type": "image_url", "image_url": {"url": data_url(IMAGE)}},
+             {"type": "text", "text": "and"},
+             {"type": "image_url", "image_url": {"url": data_url(second)}}]
+    tokens, _, usage = chat(server, [{"role": "user", "content": parts}], NEW_TOKENS)
+    assert usage["prompt_tokens"] == inputs["input_ids"].shape[1], usage
+    assert tokens == want
 
 
 def test_image_pixels_reach_the_model(server):
