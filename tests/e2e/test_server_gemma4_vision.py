@@ -17,6 +17,7 @@ expansion written out independently.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -57,9 +58,13 @@ CASES = {
 }
 
 
-def build_gemma4_vision(out_dir: Path, seed: int = 0) -> Path:
+def build_gemma4_vision(
+    out_dir: Path, seed: int = 0, bidirectional: str | None = None, window: int = 8
+) -> Path:
     """A tiny random Gemma4ForConditionalGeneration (no audio tower) with tokenizer, chat
-    template and image processor config, saved in float32."""
+    template and image processor config, saved in float32. `bidirectional` is the text config's
+    use_bidirectional_attention (None: causal, as the small checkpoints; "vision": image tokens
+    see each other, as the large ones)."""
     from transformers import AutoTokenizer, Gemma4Config, Gemma4ForConditionalGeneration
     from transformers.models.gemma4.image_processing_pil_gemma4 import Gemma4ImageProcessorPil
 
@@ -90,7 +95,7 @@ def build_gemma4_vision(out_dir: Path, seed: int = 0) -> Path:
         global_head_dim=32,
         num_global_key_value_heads=1,
         attention_k_eq_v=True,
-        sliding_window=8,
+        sliding_window=window,
         layer_types=["sliding_attention"] * 2 + ["full_attention"],
         final_logit_softcapping=30.0,
         hidden_size_per_layer_input=0,
@@ -98,6 +103,7 @@ def build_gemma4_vision(out_dir: Path, seed: int = 0) -> Path:
         max_position_embeddings=512,
         vocab_size=len(tok),
         initializer_range=0.1,
+        use_bidirectional_attention=bidirectional,
         **special,
     )
     vision = dict(  # noqa: C408
@@ -167,6 +173,7 @@ def hf_steps(
     n: int,
     dtype: torch.dtype = torch.float32,
     forced: list[int] | None = None,
+    image_groups: bool = True,
 ) -> tuple[list[int], torch.Tensor]:
     """HF Gemma4ForConditionalGeneration decoding with a KV cache, EOS ignored: greedy, or
     teacher-forced on `forced`. Returns the tokens and each step's float64 log-softmax row."""
@@ -175,7 +182,7 @@ def hf_steps(
     model = Gemma4ForConditionalGeneration.from_pretrained(model_dir, dtype=dtype).eval()
     ids = torch.tensor([prompt])
     step_kwargs = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in feats.items()}
-    if feats:
+    if feats and image_groups:  # what makes image tokens see each other ("vision" configs)
         step_kwargs["mm_token_type_ids"] = (ids == model.config.image_token_id).long()
     tokens, rows, past = [], [], None
     with torch.no_grad():
@@ -336,3 +343,35 @@ def _token_ids(model_dir: Path, pieces: list[str]) -> list[int]:
     ids = [tokenizer.encode(p, add_special_tokens=False) for p in pieces]
     assert all(len(i) == 1 for i in ids), pieces
     return [i[0] for i in ids]
+
+
+INTERPRET_SITE = Path(__file__).resolve().parent / "triton_interpret_site"
+
+
+def test_vision_bidirectional_images_on_triton(tmp_path):
+    """A `use_bidirectional_attention="vision"` checkpoint (as the 26B/31B): in HF, image tokens
+    see each other, later ones included, in the sliding layers only. Served through the Triton
+    backend (our kernels, under the Triton interpreter on CPU); the window (72) is shorter than
+    the prompt (79) but longer than the image (60 tokens)."""
+    from transformers import AutoTokenizer
+
+    model_dir = build_gemma4_vision(tmp_path / "bidi", seed=0, bidirectional="vision", window=72)
+    request, hf_messages, images = _messages("one_image")
+    prompt, feats = hf_prompt(model_dir, hf_messages, images)
+    want, rows = hf_steps(model_dir, prompt, feats, NEW_TOKENS)
+    _, causal_rows = hf_steps(model_dir, prompt, feats, 1, image_groups=False)
+    assert abs(float(rows[0, want[0]] - causal_rows[0, want[0]])) > 1e-2  # the mask matters
+    env = {
+        "SGLANG_RDNA4": "1",
+        "TRITON_INTERPRET": "1",
+        "PYTHONPATH": os.pathsep.join(
+            p for p in (str(INTERPRET_SITE), os.environ.get("PYTHONPATH", "")) if p
+        ),
+    }
+    with Server(model_dir, extra_args=["--attention-backend", "triton"], env=env) as server:
+        text, logprobs, usage = chat(server, request)
+    assert usage["prompt_tokens"] == len(prompt)
+    want_text = AutoTokenizer.from_pretrained(model_dir).decode(want, skip_special_tokens=False)
+    assert text == want_text
+    err = max(abs(a - float(rows[i, t])) for i, (a, t) in enumerate(zip(logprobs, want)))
+    assert err <= LOGPROB_TOL, err

@@ -7,12 +7,19 @@
   model generated itself (random-weight models do), which upstream embedded as themselves.
 - Image tokens attend to each other bidirectionally only where the text config asks for it
   (`use_bidirectional_attention == "vision"`, the larger checkpoints); otherwise HF keeps
-  attention causal, and upstream's unconditional mask made the two disagree.
+  attention causal, and upstream's unconditional mask made the two disagree. And then only in
+  the sliding-window layers: HF's full-attention layers stay causal, while upstream's mask went
+  to every layer. Only the Triton backend takes such a mask; `image_mask_for_layer` is what it
+  asks per layer. The mask also lets a query see later image tokens, so the kernel must run
+  non-causal where it applies (a causal kernel never visits keys past the query's tile, and
+  upstream's image tokens saw only the later ones in their own tile).
 """
 
 from __future__ import annotations
 
 import torch
+
+SLIDING_ONLY_ATTR = "custom_mask_sliding_layers_only"
 
 
 def placeholder_ids(config) -> list[int]:
@@ -33,3 +40,21 @@ def placeholders_as_pad(input_ids: torch.Tensor | None, config) -> torch.Tensor 
 
 def wants_bidirectional_image_mask(config) -> bool:
     return getattr(config.text_config, "use_bidirectional_attention", None) == "vision"
+
+
+def image_mask_on_sliding_layers_only(forward_batch) -> None:
+    """Mark the batch's custom (image) mask, just built by prepare_attn_masks, as one that
+    full-attention layers ignore. The metadata object is rebuilt every batch."""
+    setattr(forward_batch.attn_backend.forward_metadata, SLIDING_ONLY_ATTR, True)
+
+
+def image_mask_for_layer(metadata, sliding_window_size: int, causal: bool):
+    """(custom mask, causal) for one layer's extend: the batch's mask as is, unless it is an
+    image mask marked by `image_mask_on_sliding_layers_only`: then none (causal) in a
+    full-attention layer (`sliding_window_size` -1), and the mask non-causal in a sliding one
+    (the mask holds the causal part itself)."""
+    if not getattr(metadata, SLIDING_ONLY_ATTR, False):
+        return metadata.custom_mask, causal
+    if sliding_window_size == -1:
+        return None, True
+    return metadata.custom_mask, False
