@@ -18,6 +18,7 @@ expansion written out independently.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -269,7 +270,7 @@ def test_chat_matches_hf(server, model_dir, case):
     assert "weight audit of Gemma4ForConditionalGeneration" in server.log_tail(10**6)
 
 
-def test_pil_processor_fails_loudly(model_dir):
+def test_pil_processor_fails_loudly(model_dir, tmp_path):
     from sglang.srt.rdna4.gemma4.processor import Gemma4PilProcessor
     from transformers import AutoTokenizer
 
@@ -284,6 +285,12 @@ def test_pil_processor_fails_loudly(model_dir):
         processor(images=[image, image], text=["<|image|>"])
     with pytest.raises(ValueError, match="needs torchvision"):
         processor(videos=[image], text=["x"])
+    no_config = tmp_path / "no-image-processor"
+    no_config.mkdir()
+    for f in model_dir.glob("tokenizer*"):
+        shutil.copy(f, no_config)
+    with pytest.raises(ValueError, match="no image processor config"):
+        Gemma4PilProcessor.from_pretrained(no_config)
     plain = AutoTokenizer.from_pretrained(model_dir)
     plain.image_token = None
     with pytest.raises(ValueError, match="extra_special_tokens"):

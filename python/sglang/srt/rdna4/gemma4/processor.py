@@ -10,9 +10,6 @@ the prompt becomes `boi + image_token * n + eoi`, n being the image's number of 
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 from transformers import AutoTokenizer, BatchFeature, ProcessorMixin
 from transformers.processing_utils import ProcessingKwargs
 
@@ -40,33 +37,25 @@ class Gemma4PilProcessor(ProcessorMixin):
         self.boi_token = tokenizer.boi_token
         self.eoi_token = tokenizer.eoi_token
         self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
-        # Gemma4SGLangProcessor builds its special-token table from these three.
-        self.video_token = None
-        self.audio_token = getattr(tokenizer, "audio_token", None)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
         from transformers.models.gemma4.image_processing_pil_gemma4 import Gemma4ImageProcessorPil
 
-        path = Path(pretrained_model_name_or_path)
-        if not (path / "preprocessor_config.json").is_file():
-            raise ValueError(
-                f"Gemma4PilProcessor: {path} has no preprocessor_config.json; serving images "
-                "needs the checkpoint's image processor config (or install torchvision)"
-            )
+        name = pretrained_model_name_or_path
         hub_kwargs = {k: kwargs[k] for k in ("revision", "trust_remote_code") if k in kwargs}
-        tokenizer = AutoTokenizer.from_pretrained(path, **hub_kwargs)
-        image_processor = Gemma4ImageProcessorPil.from_pretrained(path)
-        chat_template = None
-        if (path / "chat_template.jinja").is_file():
-            chat_template = (path / "chat_template.jinja").read_text()
-        elif (path / "chat_template.json").is_file():
-            chat_template = json.loads((path / "chat_template.json").read_text())["chat_template"]
-        return cls(
-            image_processor=image_processor,
-            tokenizer=tokenizer,
-            chat_template=chat_template or getattr(tokenizer, "chat_template", None),
-        )
+        tokenizer = AutoTokenizer.from_pretrained(name, **hub_kwargs)
+        try:
+            image_processor = Gemma4ImageProcessorPil.from_pretrained(
+                name, revision=kwargs.get("revision")
+            )
+        except OSError as err:
+            raise ValueError(
+                f"Gemma4PilProcessor: no image processor config (preprocessor_config.json) for "
+                f"{name}; serving images needs the checkpoint's (or install torchvision)"
+            ) from err
+        # transformers loads the checkpoint's chat_template.jinja into the tokenizer
+        return cls(image_processor, tokenizer, chat_template=tokenizer.chat_template)
 
     def image_placeholder(self, num_soft_tokens: int) -> str:
         return self.boi_token + self.image_token * num_soft_tokens + self.eoi_token
