@@ -18,13 +18,16 @@ FLUSH_WAIT_S = 60.0  # the warm-up has returned; this only covers user requests 
 
 
 def flush_after_warmup(url: str, api_key: str | None, admin_api_key: str | None,
-                       verify: bool | str = True) -> None:
-    """Flush the radix cache of the server at `url`; raise if the server refuses."""
+                       verify: bool | str = True) -> bool:
+    """Flush the radix cache of the server at `url`. A refusal is logged as a warning, not
+    raised: the entries only cost cache space, which is no reason to stop a healthy server."""
     key = admin_api_key or api_key  # /flush_cache takes the admin key when one is set
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     res = requests.post(f"{url}/flush_cache", params={"timeout": FLUSH_WAIT_S}, headers=headers,
                         timeout=FLUSH_WAIT_S + 30, verify=verify)
     if res.status_code != 200:
-        raise RuntimeError(f"could not flush the warm-up image request from the radix cache: "
-                           f"/flush_cache answered {res.status_code}: {res.text.strip()}")
+        logger.warning("vision warm-up: the radix cache keeps the warm-up image request "
+                       "(/flush_cache answered %s: %s)", res.status_code, res.text.strip())
+        return False
     logger.info("vision warm-up: radix cache flushed (no warm-up image entries kept)")
+    return True
