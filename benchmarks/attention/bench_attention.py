@@ -8,6 +8,10 @@ bytes streamed per second against the device copy bandwidth measured in the same
 Run on the GPU machine (RDNA4 paths forced on with SGLANG_RDNA4=1):
     PYTHONPATH=python python benchmarks/attention/bench_attention.py --out results.json
 
+``--suite decode-grid`` runs the head-dim-256 / 6-heads-per-KV-head decode study (Qwen3.5-27B
+full attention) and the d128 GQA shapes, batch 1 and 8, context 1K / 8K / 32K: CUDA-graph and
+eager timings, each stage alone, a tile sweep; ``--table RESULT.json`` prints its table.
+
 Upstream's kernel files (python/sglang/srt/layers/attention/triton_ops/{decode,extend}_attention.py)
 are loaded by path with their two sglang imports stubbed, so the upstream package need
 not import; carry that folder to the GPU machine. ``--smoke`` runs tiny shapes on CPU
@@ -414,6 +418,38 @@ def run_extend(shape, up, device, dtype, copy_bw, smoke):
     return rows
 
 
+def grid_table(result: dict) -> str:
+    """Markdown table of a decode-grid run: CUDA-graph times (eager in brackets), per stage."""
+    rows = [r for r in result["rows"] if "error" not in r]
+    lines = [
+        "| shape | splits | upstream us (eager) | ours us (eager) | speed-up | upstream stage1 + merge | "
+        "ours stage1 + merge | ours KV GB/s | err/floor up / ours | fastest ours tiles (us) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for shape in dict.fromkeys(r["shape"] for r in rows):
+        mine = [r for r in rows if r["shape"] == shape]
+        up = next((r for r in mine if r["impl"].startswith("upstream")), None)
+        ours = next((r for r in mine if r["impl"] == "ours(default)"), None)
+        if ours is None:
+            continue
+        tiles = [r for r in mine if r["impl"].startswith("ours(tiles=") or r is ours]
+        best = min(tiles, key=lambda r: r["time_us"])
+
+        def stages(r):
+            return f"{r.get('stage1_us', float('nan')):.1f} + {r.get('merge_us', float('nan')):.1f}" if r else "-"
+
+        lines.append(
+            f"| {shape} | {ours['kv_splits']} | "
+            + (f"{up['time_us']:.1f} ({up.get('time_eager_us', float('nan')):.1f})" if up else "-")
+            + f" | {ours['time_us']:.1f} ({ours.get('time_eager_us', float('nan')):.1f}) | "
+            + (f"{up['time_us'] / ours['time_us']:.2f}x" if up else "-")
+            + f" | {stages(up)} | {stages(ours)} | {ours['kv_gbps']:.0f} | "
+            + (f"{up['err_over_floor']:.2f}" if up else "-") + f" / {ours['err_over_floor']:.2f} | "
+            + f"{best['impl'][len('ours('):-1] if best is not ours else 'default'} ({best['time_us']:.1f}) |"
+        )
+    return "\n".join(lines)
+
+
 def _cfg(c) -> str:
     return f"[{c.block_m}x{c.block_n} w{c.num_warps} s{c.num_stages}]"
 
@@ -427,7 +463,11 @@ def main() -> None:
                     help="decode-grid: d256 group-6 and d128 GQA decode, batch 1/8, ctx 1K/8K/32K, "
                          "eager and CUDA-graph timings, per-stage times, tile sweep")
     ap.add_argument("--no-sweep", action="store_true", help="decode-grid: defaults only, no tile sweep")
+    ap.add_argument("--table", metavar="JSON", help="print the markdown table of a decode-grid result and exit")
     args = ap.parse_args()
+    if args.table:
+        print(grid_table(json.loads(Path(args.table).read_text())))
+        return
     smoke = args.smoke
     device = "cpu" if smoke else "cuda"
     dtype = torch.float16 if smoke else torch.bfloat16
@@ -480,6 +520,8 @@ def main() -> None:
     for f in result["failures"]:
         print("FAILED", f["shape"], f["error"], sep="\n")
     print(f"copy bandwidth {copy_bw / 1e9:.0f} GB/s; upstream: {up_err or 'loaded'}")
+    if args.suite == "decode-grid":
+        print(grid_table(result))
 
 
 if __name__ == "__main__":
