@@ -25,6 +25,10 @@ VARIANTS = {
     "swap": {"unpack": 0, "swap": True, "scale_in_w": True},
     "scale_after_dot": {"unpack": 0, "swap": False, "scale_in_w": False},
     "swap_scale_after_dot": {"unpack": 1, "swap": True, "scale_in_w": False},
+    "per_column_swap": {"unpack": 1, "swap": True, "scale_in_w": True},
+    "nibble_dots": {"unpack": 2, "swap": False, "scale_in_w": True},
+    "nibble_dots_scale_after_dot": {"unpack": 2, "swap": False, "scale_in_w": False},
+    "nibble_dots_swap": {"unpack": 2, "swap": True, "scale_in_w": False},
 }
 
 
@@ -80,6 +84,15 @@ def test_gemm_tc_default_config_and_m_zero():
     p, x, ref = _case(64, 64, 32, 3, torch.float16, seed=1)
     assert rel_rms_error(awq_gemm_tc(x, p.qweight, p.scales, p.qzeros), ref) <= TOL
     assert awq_gemm_tc(x[:0], p.qweight, p.scales, p.qzeros).shape == (0, 64)
+
+
+def test_launch_plan_rejects_narrow_nibble_dots(monkeypatch):
+    # Compiled (not interpreted), unpack=2 needs 16-column dots: block_n >= 128, said at plan time.
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    cfg = TcGemmConfig(block_m=16, block_n=64, block_k=64, num_warps=4, num_stages=3, waves=4, unpack=2)
+    with pytest.raises(ValueError, match="block_n >= 128"):
+        tc_launch_plan(16, 4096, 4096, 128, cfg, compute_units=132)
+    assert tc_launch_plan(16, 4096, 4096, 128, _cfg(block_n=128, unpack=2), compute_units=132)["n_tiles"] == 32
 
 
 def test_launch_plan_fills_device_by_split():

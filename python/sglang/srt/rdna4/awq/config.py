@@ -52,7 +52,8 @@ class TcGemmConfig:
     num_stages: int
     waves: int  # aim for waves * compute units programs (split-K fills the rest)
     min_steps: int = 2  # at least this many K-steps per split
-    unpack: int = 0  # 0: load packed words once, expand by reshape; 1: per-column loads
+    unpack: int = 0  # 0: load packed words once, expand by reshape; 1: per-column loads;
+    # 2: eight dots per K-step, one per nibble position (no expanded tile; gemm_tc.py)
     swap: bool = False  # compute W^T x^T (weights as the dot's first operand)
     scale_in_w: bool = True  # dequantize fully before the dot; else scale the FP32 dot per step
 
