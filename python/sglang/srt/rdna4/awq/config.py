@@ -119,12 +119,14 @@ _RDNA4 = dict(
     gemv=GemvConfig(block_n8=64, block_k=16, num_warps=1, waves=8, num_stages=1, prefetch=True, vec=2),
     gemm_small=GemmConfig(block_m=16, block_n8=32, block_k=64, num_warps=4, num_stages=2, waves=2),
     gemm_large=GemmConfig(block_m=16, block_n8=32, block_k=64, num_warps=4, num_stages=2, waves=2),
-    # Weight-once GEMM: LDS per stage (BM x BK + BK x BN) * 2 B; 2 stages stay under 64 KB
-    # (the largest, 64x64 + 64x128, is 24 KB a stage). Not measured on gfx1201 yet.
+    # Weight-once GEMM: not timed on gfx1201 yet. Compiled ahead of time for gfx1201
+    # (benchmarks/awq/sweep_tc.py --static, sweep_tc_static.json): 18 / 20 / 24 KB of LDS and
+    # 191 / 225 / 186 VGPRs with no spills; the 64-row tile in 4 warps spilled 78 VGPRs, so
+    # it runs in 8. The per-nibble design (unpack=2) spills on gfx1201 at every tile tried.
     tc=(
         (16, TcGemmConfig(block_m=16, block_n=128, block_k=64, num_warps=4, num_stages=2, waves=4)),
         (32, TcGemmConfig(block_m=32, block_n=128, block_k=64, num_warps=4, num_stages=2, waves=4)),
-        (256, TcGemmConfig(block_m=64, block_n=128, block_k=64, num_warps=4, num_stages=2, waves=2)),
+        (256, TcGemmConfig(block_m=64, block_n=128, block_k=64, num_warps=8, num_stages=2, waves=2)),
     ),
 )
 # CPU (Triton interpreter, the CPU server tests): the interpreter's cost is per program and
