@@ -88,7 +88,7 @@ EXTEND_CFG_SWEEP_TF32 = {_C(64, 64, 4, 2), _C(128, 64, 8, 2), _C(32, 32, 4, 2), 
 # with the d128 GQA shapes as the no-regression check; batch 1 and 8, context 1K / 8K / 32K.
 GRID_MODELS = [("gqa24/4 d256", 24, 4, 256), ("gqa32/8 d128", 32, 8, 128), ("gqa32/4 d128", 32, 4, 128)]
 DECODE_GRID = [(f"decode {tag} b{b} ctx{c // 1024}K", b, c, hq, hkv, d)
-               for tag, hq, hkv, d in GRID_MODELS for b in (1, 8) for c in (1024, 8192, 32768)]
+               for tag, hq, hkv, d in GRID_MODELS for b in (1, 8) for c in (32768, 8192, 1024)]
 GRID_TILE_SWEEP = {
     256: ["32,4,2", "32,8,2", "64,8,2", "32,4,3", "16,4,1"],
     128: ["16,4,2", "64,4,2"],
