@@ -86,7 +86,9 @@ EXTEND_CFG_SWEEP = {
 EXTEND_CFG_SWEEP_TF32 = {_C(64, 64, 4, 2), _C(128, 64, 8, 2), _C(32, 32, 4, 2), _C(64, 32, 4, 2)}
 # --suite decode-grid: the head-dim-256 / 6-heads-per-KV-head study (Qwen3.5-27B full attention)
 # with the d128 GQA shapes as the no-regression check; batch 1 and 8, context 1K / 8K / 32K.
-GRID_MODELS = [("gqa24/4 d256", 24, 4, 256), ("gqa32/8 d128", 32, 8, 128), ("gqa32/4 d128", 32, 4, 128)]
+GRID_MODELS = [
+    ("gqa24/4 d256", 24, 4, 256), ("gqa32/8 d128", 32, 8, 128), ("gqa32/4 d128", 32, 4, 128),
+]
 DECODE_GRID = [(f"decode {tag} b{b} ctx{c // 1024}K", b, c, hq, hkv, d)
                for tag, hq, hkv, d in GRID_MODELS for b in (1, 8) for c in (32768, 8192, 1024)]
 GRID_TILE_SWEEP = {
@@ -355,7 +357,8 @@ def run_decode_grid(shape, up, device, dtype, copy_bw, cores, smoke, sweep=True)
     ))
     if sweep and not smoke:
         for tiles in GRID_TILE_SWEEP[d]:
-            variant(f"ours(tiles={tiles})", od.decode_attention_fwd, env={"SGLANG_RDNA4_DECODE_TILES": tiles})
+            variant(f"ours(tiles={tiles})", od.decode_attention_fwd,
+                    env={"SGLANG_RDNA4_DECODE_TILES": tiles})
         if d == 256 and batch == 1:
             variant("ours(max_splits=128)", od.decode_attention_fwd, max_splits=128)
     return rows
@@ -436,7 +439,9 @@ def grid_table(result: dict) -> str:
         best = min(tiles, key=lambda r: r["time_us"])
 
         def stages(r):
-            return f"{r.get('stage1_us', float('nan')):.1f} + {r.get('merge_us', float('nan')):.1f}" if r else "-"
+            if not r:
+                return "-"
+            return f"{r.get('stage1_us', float('nan')):.1f} + {r.get('merge_us', float('nan')):.1f}"
 
         lines.append(
             f"| {shape} | {ours['kv_splits']} | "
@@ -462,8 +467,10 @@ def main() -> None:
     ap.add_argument("--suite", choices=("default", "decode-grid"), default="default",
                     help="decode-grid: d256 group-6 and d128 GQA decode, batch 1/8, ctx 1K/8K/32K, "
                          "eager and CUDA-graph timings, per-stage times, tile sweep")
-    ap.add_argument("--no-sweep", action="store_true", help="decode-grid: defaults only, no tile sweep")
-    ap.add_argument("--table", metavar="JSON", help="print the markdown table of a decode-grid result and exit")
+    ap.add_argument("--no-sweep", action="store_true",
+                    help="decode-grid: defaults only, no tile sweep")
+    ap.add_argument("--table", metavar="JSON",
+                    help="print the markdown table of a decode-grid result and exit")
     args = ap.parse_args()
     if args.table:
         print(grid_table(json.loads(Path(args.table).read_text())))

@@ -68,7 +68,8 @@ def test_decode_merge_chunks(dim, max_splits):
                              max_splits).split_chunk
     assert plan_chunk <= max(1, 2048 // dim)
     case = decode_case([3, 100, 500], 4, 2, dim, torch.float16, max_kv_splits=max_splits,
-                       num_kv_splits=[max_splits, min(7, max_splits - 1), max_splits], seed=dim + max_splits)
+                       num_kv_splits=[max_splits, min(7, max_splits - 1), max_splits],
+                       seed=dim + max_splits)
     case["attn_logits"].fill_(float("nan"))  # dead splits' scratch must never be read
     case["attn_lse"].fill_(float("nan"))
     out, ref = _run(case)
@@ -198,7 +199,8 @@ def test_gpu_decode_bf16_floor(group, dim):
 def test_gpu_decode_d256_group6(batch, ctx):
     # Qwen3.5-27B full attention (24 q / 4 KV heads, head dim 256) at the backend's split counts.
     case = decode_case([ctx - 3 * i for i in range(batch)], 24, 4, 256, torch.bfloat16, device=GPU,
-                       max_kv_splits=64, num_kv_splits=[64, 13, 1, 64, 40, 64, 2, 64][:batch], seed=ctx)
+                       max_kv_splits=64, num_kv_splits=[64, 13, 1, 64, 40, 64, 2, 64][:batch],
+                       seed=ctx)
     out, ref = _run(case)
     assert _ratio(out, ref) <= 1.2
 
