@@ -31,7 +31,7 @@
 #include <cstdint>
 
 // Tuning knobs (benchmarks/awq/sweep_hip_gemv.py builds variants with -D); the defaults
-// come from its H200 rounds (benchmarks/awq/sweep_hip_gemv_h200_round*.json).
+// come from its H200 rounds (benchmarks/awq/sweep_hip_gemv_h200_round*.json at git e946d93).
 #ifndef SGLR_AWQ_WARPS
 #define SGLR_AWQ_WARPS 8
 #endif

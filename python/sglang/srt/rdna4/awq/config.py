@@ -3,7 +3,7 @@
 RDNA4 (gfx12, wave32, 64 KB LDS per workgroup, 64 CUs) and NVIDIA (used to test the same
 kernels on the H100 machine) get separate tables; the CPU interpreter gets blocks that keep
 the program count low, which is what its speed depends on. NVIDIA values come from the
-H100 runs (benchmarks/awq/sweep_gemv.py for the GEMV, bench_awq.py --sweep for the GEMM).
+H100 runs (benchmarks/awq/sweep_gemv.py for the GEMV, bench_awq.py --sweep for the GEMM, before e946d93).
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ class PlatformConfigs:
         return self.gemv
 
 
-# NVIDIA: from the H100 runs (benchmarks/awq/results_h100.json; GEMV sweeps in
+# NVIDIA: from the H100 runs (benchmarks/awq/results_h100.json at git e946d93; GEMV sweeps in
 # sweep_gemv_h100.json, per shape in sweep_gemv_split_h100.json and probe_gemv_floor_*):
 # the GEMV in one-warp programs, 2 packed words (16 columns) per lane, 16-row steps through
 # a 3-stage cp.async pipeline, ~16 programs per SM with at least 4 steps each, split-K by
@@ -102,7 +102,7 @@ _NVIDIA = dict(
     gemm_small=GemmConfig(block_m=16, block_n8=32, block_k=64, num_warps=4, num_stages=3, waves=2,
                           atomic_reduce=True),
     gemm_large=GemmConfig(block_m=16, block_n8=32, block_k=64, num_warps=4, num_stages=3, waves=2),
-    # Weight-once GEMM by M bucket: first guesses, timed in results_h100_tc.json but not swept
+    # Weight-once GEMM by M bucket: first guesses, timed in results_h100_tc.json (git e946d93) but not swept
     # (benchmarks/awq/sweep_tc.py has not run yet).
     tc=(
         (16, TcGemmConfig(block_m=16, block_n=128, block_k=128, num_warps=4, num_stages=3, waves=4)),

@@ -7,7 +7,7 @@ tune.py), and every M of a bounded range gets its kernel's launch resolved (grid
 sizes, split). The plan is logged from those same objects and carried on the layer; a call
 checks its inputs once, looks its launch up by M and makes one call.
 
-Default paths, from the H100 run of benchmarks/awq (results_h100_tc.json, bf16, CUDA-graph
+Default paths, from the H100 run of benchmarks/awq (results_h100_tc.json at git e946d93, bf16, CUDA-graph
 timings; see benchmarks/awq/README.md):
   M <= GEMV_MAX_M (2)              -> GEMV (Triton; or, at M = 1, the HIP GEMV from
                                       sgl-kernel-rocm when SGLANG_RDNA4_AWQ_GEMV=hip and built)
@@ -51,8 +51,8 @@ from sglang.srt.rdna4.envs import env_int
 
 logger = logging.getLogger(__name__)
 
-# Crossovers measured on an H100 (bf16, benchmarks/awq/results_h100_tc.json; layers 4096x4096,
-# 5120x27648, 8192x28672): the GEMV to M = 2; the per-nibble GEMM (gemm.py) at M = 3-4 and,
+# Crossovers measured on an H100 (bf16, benchmarks/awq/results_h100_tc.json at git e946d93;
+# layers 4096x4096, 5120x27648, 8192x28672): the GEMV to M = 2; the per-nibble GEMM (gemm.py) at M = 3-4 and,
 # on layers of >= HUGE_LAYER_ELEMS weights, to M = 16; the weight-once GEMM (gemm_tc.py)
 # beyond, to M = 64 (M = 128 on layers of >= TC_LARGE_ELEMS weights); dequantize + matmul
 # beyond that.
@@ -69,7 +69,7 @@ GEMV_MAX_M_ENV = "SGLANG_RDNA4_AWQ_GEMV_MAX_M"
 GEMM_MAX_M_ENV = "SGLANG_RDNA4_AWQ_GEMM_MAX_M"
 GEMM_KERNEL_ENV = "SGLANG_RDNA4_AWQ_GEMM"  # tc | legacy
 DEFAULT_GEMM_KERNEL = "tc"
-# legacy: the rules measured on the H100 before gemm_tc (results_h100.json of that run):
+# legacy: the rules measured on the H100 before gemm_tc (results_h100.json at git e946d93):
 # GEMV to M = 2, the per-nibble fused GEMM (gemm.py) to M = 8 (M = 32 on layers of >= 32M
 # weights), fp16 on layers of >= 20M weights at 8 (>= 32M: 16) < M <= 32 upstream's fused
 # kernel when importable, dequantize + matmul beyond.

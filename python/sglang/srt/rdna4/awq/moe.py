@@ -26,7 +26,7 @@ ACTIVATIONS = {"silu": 0, "gelu_tanh": 1, "gelu": 2}  # gelu: the exact (erf) GE
 # From this many tokens on, fp16/bf16 calls on a GPU take the per-expert-block path
 # (moe_tc.py: weights read once per block of slots, tensor-core dots); below it, the
 # per-slot kernels here. Measured on an H100 (bf16, 128 experts, top 8, H 2048, I 768;
-# benchmarks/awq/results_h100_tc.json): per slot 180 vs blocked 219 us at 4 tokens,
+# benchmarks/awq/results_h100_tc.json at git e946d93): per slot 180 vs blocked 219 us at 4 tokens,
 # 343 vs 281 at 8, 8084 vs 702 at 256. The CPU interpreter keeps the per-slot kernels
 # unless asked.
 BLOCKED_MIN_TOKENS = 8
