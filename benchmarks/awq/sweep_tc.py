@@ -46,6 +46,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "python"))
+sys.path.insert(0, str(ROOT / "benchmarks" / "awq"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from sglang.srt.rdna4.awq.config import TcGemmConfig
 from sglang.srt.rdna4.awq.gemm_tc import awq_gemm_tc
@@ -176,36 +178,25 @@ def precompile(cfgs: list[TcGemmConfig], workers: int) -> tuple[int, float, list
 
 
 def graph_us(fns, replays: int = 10) -> float:
-    for f in fns:
-        f()
+    """bench_awq.graph_us (CUDA graph over weight copies); in a dry run, wall time."""
     if DRY:
+        for f in fns:
+            f()
         t0 = time.perf_counter()
         fns[0]()
         return (time.perf_counter() - t0) * 1e6
-    torch.cuda.synchronize()
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
-        for f in fns:
-            f()
-    g.replay()
-    torch.cuda.synchronize()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(replays):
-        g.replay()
-    end.record()
-    torch.cuda.synchronize()
-    return start.elapsed_time(end) * 1e3 / (replays * len(fns))
+    from bench_awq import graph_us as graph_timed
+
+    return graph_timed(fns, replays)
 
 
 def copy_bandwidth() -> float:
-    """Device-to-device copy of 1 GiB, bytes read + written per second (graph-timed)."""
+    """Device-to-device copy, bytes read + written per second (benchmarks/roofline.py)."""
     if DRY:
         return 1e12
-    a = torch.empty(1 << 30, dtype=torch.uint8, device=DEV)
-    b = torch.empty_like(a)
-    us = graph_us([lambda: b.copy_(a)], replays=5)
-    return 2 * a.numel() / (us * 1e-6)
+    import roofline
+
+    return roofline.copy_bandwidth_gbs() * roofline.GB
 
 
 def main():
