@@ -9,27 +9,13 @@ from __future__ import annotations
 import pytest
 import torch
 from sglang.srt.rdna4.awq.moe_tc import fused_awq_moe_blocked
-from sglang.srt.rdna4.awq.packer import random_awq
 from sglang.srt.rdna4.awq.reference import awq_moe_ref, rel_rms_error
+
+from tests.rdna4.awq.test_moe import _case
 
 TOL = 2.5e-3
 INTERP_BF16_TOL = 5e-3
 SILU = 0  # moe.ACTIVATIONS["silu"]
-
-
-def _experts(e, k, n, g, dtype, device, seed):
-    ps = [random_awq(k, n, g, dtype, device=device, seed=seed + i) for i in range(e)]
-    return (torch.stack([p.qweight for p in ps]), torch.stack([p.scales for p in ps]),
-            torch.stack([p.qzeros for p in ps]))
-
-
-def _case(t, h, inter, e, top_k, g, dtype, device="cpu", seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(t, h, generator=gen).to(dtype).to(device)
-    w13 = _experts(e, h, 2 * inter, g, dtype, device, seed + 100)
-    w2 = _experts(e, inter, h, g, dtype, device, seed + 200)
-    wts, ids = torch.softmax(torch.randn(t, e, generator=gen), -1).topk(top_k, dim=-1)
-    return x, w13, w2, wts.to(device), ids.to(torch.int32).to(device)
 
 
 def _run(x, w13, w2, wts, ids, **blocks):
