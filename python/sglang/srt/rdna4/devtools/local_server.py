@@ -22,6 +22,12 @@ import requests
 _DERIVED_PORT_OFFSETS = (0, *range(233, 241))
 _BIND_CONFLICT = "address already in use"
 START_ATTEMPTS = 3
+# /health generates one token and answers once the scheduler replies (upstream waits up to
+# SGLANG_HEALTH_CHECK_TIMEOUT, 20 s). Its poll must outwait that: under the Triton interpreter a
+# one-token step takes seconds, and a poll that gives up first queues another step each second.
+# It is asked only once /model_info (no generation) answers from our process, so a long wait
+# never hangs on a port some other process holds.
+HEALTH_POLL_TIMEOUT = 30.0
 
 
 def _ephemeral_range() -> tuple[int, int]:
@@ -153,8 +159,10 @@ class Server:
                 raise ServerStartError(f"server exited with {self.proc.returncode}:\n{tail}",
                                        port_conflict=_BIND_CONFLICT in tail.lower())
             try:
-                if requests.get(f"{self.url}/health", timeout=2).status_code == 200:
-                    return self
+                if requests.get(f"{self.url}/model_info", timeout=2).status_code == 200:
+                    poll = min(HEALTH_POLL_TIMEOUT, max(deadline - time.monotonic(), 1.0))
+                    if requests.get(f"{self.url}/health", timeout=poll).status_code == 200:
+                        return self
             except requests.RequestException:
                 pass
             time.sleep(1.0)
