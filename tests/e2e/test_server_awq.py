@@ -175,18 +175,6 @@ def _server_env(case: Case) -> dict[str, str]:
     return {**env, **case.env}
 
 
-def _generate(server: Server, input_ids: list[int], n: int) -> tuple[list[int], list[float]]:
-    body = {
-        "input_ids": input_ids,
-        "sampling_params": {"temperature": 0, "max_new_tokens": n, "ignore_eos": True},
-        "return_logprob": True, "logprob_start_len": -1,
-    }
-    res = server.post("/generate", body)
-    res.raise_for_status()
-    pairs = res.json()["meta_info"]["output_token_logprobs"]
-    return [int(p[1]) for p in pairs], [float(p[0]) for p in pairs]
-
-
 def _deviation(ids: list[int], lps: list[float], ref: torch.Tensor) -> tuple[float, float]:
     """(worst margin by which HF prefers another token, worst |logprob difference|)."""
     chosen = ref[torch.arange(len(ids)), torch.tensor(ids)]
@@ -207,7 +195,7 @@ def test_int4_server_matches_dequantized_model(tmp_path, name):
         load_log = server.log_path.read_text(errors="replace")
         for fragment in case.absent_log:  # checked before generating: garbage weights give NaN logprobs
             assert fragment not in load_log, f"server log holds {fragment!r}\n{load_log[-4000:]}"
-        ids, lps = _generate(server, PROMPT, NEW_TOKENS)
+        ids, lps = server.greedy(NEW_TOKENS, input_ids=PROMPT)
         log = server.log_path.read_text(errors="replace")
     assert len(ids) == NEW_TOKENS
     lines = log.splitlines()

@@ -175,15 +175,6 @@ def hf_greedy_logprobs(model_dir: Path, prompt_ids: list[int], n: int, kv_dtype=
     return tokens, logprobs
 
 
-def server_greedy_logprobs(server: Server, prompt_ids: list[int], n: int):
-    body = {"input_ids": prompt_ids, "return_logprob": True, "logprob_start_len": -1,
-            "sampling_params": {"temperature": 0, "max_new_tokens": n, "ignore_eos": True}}
-    res = server.post("/generate", body)
-    assert res.status_code == 200, res.text
-    out = res.json()["meta_info"]["output_token_logprobs"]
-    return [int(t[1]) for t in out], [float(t[0]) for t in out]
-
-
 @pytest.mark.parametrize("kv_cache_dtype", list(KV_DTYPES))
 def test_fp8_kv_cache_with_scales_matches_hf_with_the_same_quantization(fp8_llama, kv_cache_dtype):
     fp8_dir, deq_dir = fp8_llama
@@ -194,7 +185,7 @@ def test_fp8_kv_cache_with_scales_matches_hf_with_the_same_quantization(fp8_llam
         assert f"Using KV cache dtype: {kv_dtype}" in log
         assert "RDNA4 FP8 linear: dequant path for per-tensor FP8 weights" in log
         ids = _prompt_ids(fp8_dir)[1]  # one prompt: every decode step runs interpreted kernels
-        got, got_lp = server_greedy_logprobs(server, ids, NEW_TOKENS)
+        got, got_lp = server.greedy(NEW_TOKENS, input_ids=ids)
     want, want_lp = hf_greedy_logprobs(deq_dir, ids, NEW_TOKENS, kv_dtype)
     assert got == want
     err = max(abs(a - b) for a, b in zip(got_lp, want_lp))
@@ -221,7 +212,7 @@ def test_gpu_fp8_checkpoint_triton_gemm_tracks_hf(request, layout):
         described = "block-wise [32, 32]" if layout == "block" else "per-tensor"
         assert f"RDNA4 FP8 linear: triton path for {described} FP8 weights" in log, log[-3000:]
         for ids in _prompt_ids(fp8_dir):
-            got, got_lp = server_greedy_logprobs(server, ids, NEW_TOKENS)
+            got, got_lp = server.greedy(NEW_TOKENS, input_ids=ids)
             want, want_lp = hf_greedy_logprobs(deq_dir, ids, NEW_TOKENS, kv_dtype)
             assert got == want, (got, want)
             assert max(abs(a - b) for a, b in zip(got_lp, want_lp)) <= 2e-2, (got_lp, want_lp)

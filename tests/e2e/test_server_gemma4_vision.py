@@ -196,26 +196,9 @@ def hf_steps(
     return tokens, torch.stack(rows)
 
 
-def chat(
-    server: Server, messages: list[dict], n: int = NEW_TOKENS
-) -> tuple[str, list[float], dict]:
-    body = {
-        "model": "tiny",
-        "messages": messages,
-        "max_tokens": n,
-        "temperature": 0,
-        "ignore_eos": True,
-        "skip_special_tokens": False,
-        "logprobs": True,
-    }
-    res = server.post("/v1/chat/completions", body)
-    assert res.status_code == 200, res.text
-    choice = res.json()["choices"][0]
-    return (
-        choice["message"]["content"],
-        [float(c["logprob"]) for c in choice["logprobs"]["content"]],
-        res.json()["usage"],
-    )
+def chat(server: Server, messages: list[dict], n: int = NEW_TOKENS) -> tuple[str, list[float], dict]:
+    reply = server.chat(messages, n, skip_special_tokens=False)
+    return reply.text, [float(c["logprob"]) for c in reply.logprobs], reply.usage
 
 
 def _messages(case: str) -> tuple[list[dict], list[dict], list]:

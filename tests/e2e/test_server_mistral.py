@@ -98,15 +98,6 @@ def _hf_logprobs(model_dir: Path, ids: list[int], dtype: torch.dtype) -> torch.T
         return torch.log_softmax(model(input_ids=torch.tensor([ids])).logits[0].double(), -1)
 
 
-def _generate(server: Server, ids: list[int], n: int) -> tuple[list[int], list[float]]:
-    body = {"input_ids": ids, "return_logprob": True, "logprob_start_len": -1,
-            "sampling_params": {"temperature": 0, "max_new_tokens": n, "ignore_eos": True}}
-    res = server.post("/generate", body)
-    res.raise_for_status()
-    pairs = res.json()["meta_info"]["output_token_logprobs"]
-    return [int(p[1]) for p in pairs], [float(p[0]) for p in pairs]
-
-
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
     return build_mistral(tmp_path_factory.mktemp("tiny-mistral") / "float")
@@ -203,7 +194,7 @@ def _tracks_hf(model_dir: Path, prompt: list[int], tokens: list[int], logprobs: 
 def test_bfloat16_within_hf_bf16_deviation(model_dir, tokenizer):
     prompt = tokenizer(PROMPTS[1])["input_ids"]
     with Server(model_dir, extra_args=["--dtype", "bfloat16"]) as srv:
-        tokens, logprobs = _generate(srv, prompt, NEW_TOKENS)
+        tokens, logprobs = srv.greedy(NEW_TOKENS, input_ids=prompt)
     ok, detail = _tracks_hf(model_dir, prompt, tokens, logprobs, "bfloat16")
     assert ok, detail
 
@@ -216,7 +207,7 @@ def test_awq_bf16_tracks_dequantized_model(model_dir, tokenizer):
     pythonpath = os.pathsep.join(p for p in (str(SITE), os.environ.get("PYTHONPATH", "")) if p)
     env = {"SGLANG_RDNA4": "1", "TRITON_INTERPRET": "1", "PYTHONPATH": pythonpath}
     with Server(quant_dir, extra_args=["--dtype", "bfloat16"], env=env) as srv:
-        tokens, logprobs = _generate(srv, prompt, NEW_TOKENS)
+        tokens, logprobs = srv.greedy(NEW_TOKENS, input_ids=prompt)
         log = srv.log_path.read_text(errors="replace")
     for fragments in (("AWQ layer K=64 N=128 G=32 bfloat16", "-> gemv"),
                       ("weight audit of MistralForCausalLM", "used")):
@@ -246,7 +237,7 @@ def test_gpu_triton_backend_tracks_hf(model_dir, tokenizer, dtype):
                                                 return_dict=False)
     env = {"TRITON_F32_DEFAULT": "ieee"} if dtype == "float32" else {}
     with Server(model_dir, extra_args=["--dtype", dtype], env=env, gpu=True) as srv:
-        tokens, logprobs = _generate(srv, prompt, 32)
+        tokens, logprobs = srv.greedy(32, input_ids=prompt)
         chat = srv.post("/v1/chat/completions", {"model": "tiny", "messages": MESSAGES, "max_tokens": 4,
                                                  "temperature": 0, "ignore_eos": True})
     assert chat.status_code == 200, chat.text

@@ -29,8 +29,10 @@ import torch
 from PIL import Image
 
 from tests.e2e.awq_models import quantization_config
-from tests.e2e.harness import CPU_SERVER_ARGS, Server, sse_events
-from tests.e2e.images import data_url, gradient_image, image_message
+from tests.e2e.harness import CPU_SERVER_ARGS, Server
+from tests.e2e.images import (
+    data_url, gradient_image, hf_chat_inputs, hf_image_turn, hf_teacher_forced_logprobs, image_message,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -174,12 +176,6 @@ def hf_model(model_dir: Path, dtype: torch.dtype = torch.float32):
     return Mistral3ForConditionalGeneration.from_pretrained(model_dir, dtype=dtype).eval()
 
 
-def hf_inputs(processor, messages: list[dict]) -> dict:
-    """apply_chat_template + processor: input ids, pixel values, image sizes."""
-    return dict(processor.apply_chat_template(messages, tokenize=True, add_generation_prompt=True,
-                                              return_dict=True, return_tensors="pt"))
-
-
 def hf_greedy_mm(model, inputs: dict, n: int) -> list[int]:
     """Greedy continuation with EOS ignored (the server runs with ignore_eos)."""
     out: list[int] = []
@@ -194,51 +190,9 @@ def hf_greedy_mm(model, inputs: dict, n: int) -> list[int]:
     return out
 
 
-def hf_logprobs_mm(model, inputs: dict, tokens: list[int]) -> torch.Tensor:
-    """Teacher-forced log-softmax [len(tokens), vocab] in float64."""
-    ids = inputs["input_ids"][0].tolist()
-    full = {k: v for k, v in inputs.items() if k not in ("input_ids", "attention_mask")}
-    if "pixel_values" in full:
-        full["pixel_values"] = full["pixel_values"].to(model.dtype)
-    with torch.no_grad():
-        logits = model(input_ids=torch.tensor([ids + tokens]), **full).logits[0].double()
-    return torch.log_softmax(logits, -1)[len(ids) - 1 : -1]
-
-
 def image_messages(image: Image.Image, text: str, hf: bool) -> list[dict]:
     """One user turn with an image: OpenAI `image_url` (server) or HF `image` (processor)."""
-    if hf:
-        return [{"role": "user", "content": [{"type": "image", "image": image},
-                                             {"type": "text", "text": text}]}]
-    return [image_message(text, image)]
-
-
-# ---------------------------------------------------------------------------------------------
-# server helpers
-
-
-def generate_ids(server: Server, n: int, **prompt) -> tuple[list[int], list[float]]:
-    body = {**prompt, "return_logprob": True, "logprob_start_len": -1,
-            "sampling_params": {"temperature": 0, "max_new_tokens": n, "ignore_eos": True}}
-    res = server.post("/generate", body)
-    assert res.status_code == 200, res.text
-    pairs = res.json()["meta_info"]["output_token_logprobs"]
-    return [int(p[1]) for p in pairs], [float(p[0]) for p in pairs]
-
-
-def chat(server: Server, messages: list[dict], n: int, stream: bool = False) -> tuple[str, dict]:
-    body = {"model": "tiny", "messages": messages, "max_tokens": n, "temperature": 0,
-            "ignore_eos": True, "stream": stream}
-    if stream:
-        body["stream_options"] = {"include_usage": True}
-    res = server.post("/v1/chat/completions", body, stream=stream)
-    assert res.status_code == 200, res.text
-    if not stream:
-        data = res.json()
-        return data["choices"][0]["message"]["content"], data["usage"]
-    events = list(sse_events(res))
-    text = "".join(e["choices"][0]["delta"].get("content") or "" for e in events if e["choices"])
-    return text, next(e["usage"] for e in events if e.get("usage"))
+    return hf_image_turn(image, text) if hf else [image_message(text, image)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -374,7 +328,7 @@ def test_warmup_leaves_no_image_in_radix_cache(server):
         {"type": "text", "text": "Describe the image."}]}]
     cached = []
     for _ in range(2):
-        _, usage = chat(server, messages, 8)
+        usage = server.chat(messages, 8).usage
         cached.append((usage.get("prompt_tokens_details") or {}).get("cached_tokens", 0))
     assert cached[0] == 0 and cached[1] > 0, cached
     log = server.log_path.read_text(errors="replace")
@@ -383,7 +337,7 @@ def test_warmup_leaves_no_image_in_radix_cache(server):
 
 def test_text_generate_matches_hf(server, processor, model):
     ids = processor.tokenizer(TEXT_PROMPT)["input_ids"]
-    tokens, _ = generate_ids(server, NEW_TOKENS, input_ids=ids)
+    tokens, _ = server.greedy(NEW_TOKENS, input_ids=ids)
     assert tokens == hf_greedy_mm(model, {"input_ids": torch.tensor([ids])}, NEW_TOKENS)
     log = server.log_path.read_text(errors="replace")
     assert "weight audit of Mistral3ForConditionalGeneration: 47 checkpoint tensors used" in log
@@ -392,26 +346,26 @@ def test_text_generate_matches_hf(server, processor, model):
 def test_image_generate_matches_hf(server, processor, model):
     """/generate with the rendered prompt text and the image: token-exact, and the image matters."""
     messages = image_messages(IMAGE, "What is this?", hf=True)
-    inputs = hf_inputs(processor, messages)
+    inputs = hf_chat_inputs(processor, messages)
     want = hf_greedy_mm(model, inputs, NEW_TOKENS)
     prompt = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    tokens, logprobs = generate_ids(server, NEW_TOKENS, text=prompt, image_data=[data_url(IMAGE)])
+    tokens, logprobs = server.greedy(NEW_TOKENS, text=prompt, image_data=[data_url(IMAGE)])
     assert tokens == want
     # the pixels reach the model: another image of the same size moves the first logprob
-    _, other = generate_ids(server, 1, text=prompt, image_data=[data_url(IMAGE.rotate(180))])
+    _, other = server.greedy(1, text=prompt, image_data=[data_url(IMAGE.rotate(180))])
     assert abs(other[0] - logprobs[0]) > 1e-3, (other[0], logprobs[0])
 
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_image_chat_equals_hf_apply_chat_template(server, processor, model, stream):
-    inputs = hf_inputs(processor, image_messages(IMAGE, "Describe it.", hf=True))
+    inputs = hf_chat_inputs(processor, image_messages(IMAGE, "Describe it.", hf=True))
     want_prompt = inputs["input_ids"][0].tolist()
     assert want_prompt.count(BOS) == 1 and want_prompt[0] == BOS
     want_text = processor.tokenizer.decode(hf_greedy_mm(model, inputs, NEW_TOKENS),
                                            skip_special_tokens=True)
-    text, usage = chat(server, image_messages(IMAGE, "Describe it.", hf=False), NEW_TOKENS, stream)
-    assert usage["prompt_tokens"] == len(want_prompt), usage  # one BOS, the image grid expanded
-    assert text == want_text
+    reply = server.chat(image_messages(IMAGE, "Describe it.", hf=False), NEW_TOKENS, stream)
+    assert reply.usage["prompt_tokens"] == len(want_prompt), reply.usage  # one BOS, the image grid expanded
+    assert reply.text == want_text
 
 
 def test_two_image_chat_equals_hf(server, processor, model):
@@ -420,16 +374,16 @@ def test_two_image_chat_equals_hf(server, processor, model):
     hf_msgs = [{"role": "user", "content": [
         {"type": "image", "image": IMAGE}, {"type": "text", "text": "and"},
         {"type": "image", "image": second}, {"type": "text", "text": "?"}]}]
-    inputs = hf_inputs(processor, hf_msgs)
+    inputs = hf_chat_inputs(processor, hf_msgs)
     want = hf_greedy_mm(model, inputs, NEW_TOKENS)
     server_msgs = [{"role": "user", "content": [
         {"type": "image_url", "image_url": {"url": data_url(IMAGE)}},
         {"type": "text", "text": "and"},
         {"type": "image_url", "image_url": {"url": data_url(second)}},
         {"type": "text", "text": "?"}]}]
-    text, usage = chat(server, server_msgs, NEW_TOKENS)
-    assert usage["prompt_tokens"] == inputs["input_ids"].shape[1], usage
-    assert text == processor.tokenizer.decode(want, skip_special_tokens=True)
+    reply = server.chat(server_msgs, NEW_TOKENS)
+    assert reply.usage["prompt_tokens"] == inputs["input_ids"].shape[1], reply.usage
+    assert reply.text == processor.tokenizer.decode(want, skip_special_tokens=True)
 
 
 def test_text_chat_on_vision_model_equals_hf(server, processor, model):
@@ -438,9 +392,9 @@ def test_text_chat_on_vision_model_equals_hf(server, processor, model):
         messages, tokenize=True, add_generation_prompt=True, return_dict=False)
     assert want_prompt.count(BOS) == 1
     want = hf_greedy_mm(model, {"input_ids": torch.tensor([want_prompt])}, NEW_TOKENS)
-    text, usage = chat(server, messages, NEW_TOKENS)
-    assert usage["prompt_tokens"] == len(want_prompt), usage
-    assert text == processor.tokenizer.decode(want, skip_special_tokens=True)
+    reply = server.chat(messages, NEW_TOKENS)
+    assert reply.usage["prompt_tokens"] == len(want_prompt), reply.usage
+    assert reply.text == processor.tokenizer.decode(want, skip_special_tokens=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -450,8 +404,8 @@ def test_text_chat_on_vision_model_equals_hf(server, processor, model):
 def _tracks_hf_bf16(ref_dir: Path, inputs: dict, tokens: list[int], logprobs: list[float]):
     """Teacher-forced HF float32 on `ref_dir` must rank each server token within the tolerance
     of its best and agree on its logprob: twice HF's own bf16 deviation plus 0.05 nats."""
-    hf = hf_logprobs_mm(hf_model(ref_dir, torch.float32), inputs, tokens)
-    hf_bf16 = hf_logprobs_mm(hf_model(ref_dir, torch.bfloat16), inputs, tokens)
+    hf = hf_teacher_forced_logprobs(hf_model(ref_dir, torch.float32), inputs, tokens)
+    hf_bf16 = hf_teacher_forced_logprobs(hf_model(ref_dir, torch.bfloat16), inputs, tokens)
     yardstick = max(abs(float(hf_bf16[i, t] - hf[i, t])) for i, t in enumerate(tokens))
     tol = 2 * yardstick + 0.05
     behind = max(float(hf[i].max() - hf[i, t]) for i, t in enumerate(tokens))
@@ -507,19 +461,19 @@ def test_bfloat16_awq_image_tracks_dequantized_model(model_dir, processor, model
     resave_in_4_5x_layout(model_dir, layout_dir)
     assert quantize_language_model(layout_dir, quant_dir, deq_dir) == 2 * 7
     messages = image_messages(IMAGE, "What is this?", hf=True)
-    inputs = hf_inputs(processor, messages)
+    inputs = hf_chat_inputs(processor, messages)
     prompt = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     pythonpath = os.pathsep.join(p for p in (str(SITE), os.environ.get("PYTHONPATH", "")) if p)
     env = {"SGLANG_RDNA4": "1", "TRITON_INTERPRET": "1", "PYTHONPATH": pythonpath}
     with Server(quant_dir, extra_args=["--dtype", "bfloat16"], env=env) as srv:
-        tokens, logprobs = generate_ids(srv, NEW_TOKENS, text=prompt, image_data=[data_url(IMAGE)])
+        tokens, logprobs = srv.greedy(NEW_TOKENS, text=prompt, image_data=[data_url(IMAGE)])
         log = srv.log_path.read_text(errors="replace")
     assert "Traceback" not in log, log[-4000:]
     assert any("AWQ layer" in line and "bfloat16" in line for line in log.splitlines()), log[-4000:]
     assert "weight audit of Mistral3ForConditionalGeneration" in log
     ok, detail, err = _tracks_hf_bf16(deq_dir, inputs, tokens, logprobs)
     assert ok, detail
-    float_ref = hf_logprobs_mm(model, inputs, tokens)
+    float_ref = hf_teacher_forced_logprobs(model, inputs, tokens)
     float_err = max(abs(lp - float(float_ref[i, t]))
                     for i, (t, lp) in enumerate(zip(tokens, logprobs)))
     assert err < 0.5 * float_err, f"{detail}; |dlogprob| vs the float weights {float_err:.4f}"
@@ -530,12 +484,12 @@ def test_gpu_bfloat16_image_and_chat(model_dir, processor):
     """One GPU, Triton attention (text and vision tower, as RDNA4 picks), RDNA4 paths forced on,
     bf16: an image prompt within HF's bf16 deviation, and the image chat prompt has one BOS."""
     messages = image_messages(IMAGE, "What is this?", hf=True)
-    inputs = hf_inputs(processor, messages)
+    inputs = hf_chat_inputs(processor, messages)
     prompt = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     args = ["--dtype", "bfloat16", "--mm-attention-backend", "triton_attn"]
     with Server(model_dir, extra_args=args, gpu=True) as srv:
-        tokens, logprobs = generate_ids(srv, 32, text=prompt, image_data=[data_url(IMAGE)])
-        _, usage = chat(srv, image_messages(IMAGE, "What is this?", hf=False), 4)
+        tokens, logprobs = srv.greedy(32, text=prompt, image_data=[data_url(IMAGE)])
+        usage = srv.chat(image_messages(IMAGE, "What is this?", hf=False), 4).usage
     assert usage["prompt_tokens"] == inputs["input_ids"].shape[1], usage
     ok, detail, _ = _tracks_hf_bf16(model_dir, inputs, tokens, logprobs)
     assert ok, detail

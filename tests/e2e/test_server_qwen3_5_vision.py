@@ -32,8 +32,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.e2e.harness import Server, sse_events
-from tests.e2e.images import data_url, gradient_image, image_message
+from tests.e2e.harness import Server
+from tests.e2e.images import (
+    data_url, gradient_image, hf_chat_inputs, hf_image_turn, hf_teacher_forced_logprobs, image_message,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -170,12 +172,6 @@ def hf_model(model_dir: Path, dtype: torch.dtype = torch.float32):
     return model.eval()
 
 
-def hf_inputs(processor, messages: list[dict]) -> dict:
-    """apply_chat_template of the processor (images) or of its tokenizer (text only)."""
-    return dict(processor.apply_chat_template(messages, tokenize=True, add_generation_prompt=True,
-                                              return_dict=True, return_tensors="pt"))
-
-
 def hf_generate(model, inputs: dict, n: int) -> list[int]:
     """HF `generate`, greedy, EOS ignored (the server runs with ignore_eos)."""
     model.generation_config.eos_token_id = None
@@ -184,49 +180,15 @@ def hf_generate(model, inputs: dict, n: int) -> list[int]:
     return out[0, inputs["input_ids"].shape[1]:].tolist()
 
 
-def hf_logprobs(model, inputs: dict, tokens: list[int]) -> torch.Tensor:
-    """Teacher-forced log-softmax [len(tokens), vocab] in float64."""
-    prompt_len = inputs["input_ids"].shape[1]
-    full = dict(inputs)
-    answer = torch.tensor([tokens])
-    full["input_ids"] = torch.cat([inputs["input_ids"], answer], dim=1)
-    full["attention_mask"] = torch.ones_like(full["input_ids"])
-    if "mm_token_type_ids" in full:  # the answer is text (type 0)
-        types = full["mm_token_type_ids"]
-        full["mm_token_type_ids"] = torch.cat([types, torch.zeros_like(answer).to(types.dtype)], 1)
-    if "pixel_values" in full:
-        full["pixel_values"] = full["pixel_values"].to(model.dtype)
-    with torch.no_grad():
-        logits = model(**full).logits[0].double()
-    return torch.log_softmax(logits, -1)[prompt_len - 1 : -1]
-
-
-def hf_image_messages(image, text: str) -> list[dict]:
-    return [{"role": "user", "content": [{"type": "image", "image": image},
-                                         {"type": "text", "text": text}]}]
-
-
 # ---------------------------------------------------------------------------------------------
 # server helpers
 
 
 def chat(server: Server, messages: list[dict], n: int, stream: bool = False):
     """(answer token ids, their logprobs, usage) of a greedy chat completion."""
-    body = {"model": "tiny", "messages": messages, "max_tokens": n, "temperature": 0,
-            "ignore_eos": True, "stream": stream, "logprobs": True}
-    if stream:
-        body["stream_options"] = {"include_usage": True}
-    res = server.post("/v1/chat/completions", body, stream=stream)
-    assert res.status_code == 200, res.text
-    if stream:
-        events = list(sse_events(res))
-        parts = [p for e in events if e["choices"]
-                 for p in ((e["choices"][0].get("logprobs") or {}).get("content") or [])]
-        usage = next(e["usage"] for e in events if e.get("usage"))
-    else:
-        data = res.json()
-        parts, usage = data["choices"][0]["logprobs"]["content"], data["usage"]
-    return [TOKEN_OF[p["token"]] for p in parts], [p["logprob"] for p in parts], usage
+    reply = server.chat(messages, n, stream)
+    return ([TOKEN_OF[p["token"]] for p in reply.logprobs], [p["logprob"] for p in reply.logprobs],
+            reply.usage)
 
 
 # each token's text in the logprobs -> its id (one character per ordinary token: the map is exact)
@@ -270,7 +232,7 @@ def test_image_processor_is_hf_image_processor(model_dir, processor):
     from transformers import Qwen2VLImageProcessorPil
 
     want = Qwen2VLImageProcessorPil.from_pretrained(model_dir)(images=[IMAGE], return_tensors="pt")
-    text = processor.apply_chat_template(hf_image_messages(IMAGE, "x"), tokenize=False)
+    text = processor.apply_chat_template(hf_image_turn(IMAGE, "x"), tokenize=False)
     got = processor(images=[IMAGE], text=[text], return_tensors="pt")
     assert torch.equal(got["pixel_values"], want["pixel_values"])
     assert got["image_grid_thw"].tolist() == want["image_grid_thw"].tolist() == [[1, 4, 6]]
@@ -339,14 +301,14 @@ print(kernel.metadata.shared, spills.group(1) if spills else -1)
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_image_chat_equals_hf_generate(server, processor, model, model_dir, stream):
-    inputs = hf_inputs(processor, hf_image_messages(IMAGE, "Describe it."))
+    inputs = hf_chat_inputs(processor, hf_image_turn(IMAGE, "Describe it."))
     assert inputs["input_ids"][0].tolist().count(SPECIAL.index("<|image_pad|>")) == IMAGE_TOKENS
     want = hf_generate(model, inputs, NEW_TOKENS)
     tokens, logprobs, usage = chat(server, [image_message("Describe it.", IMAGE)], NEW_TOKENS,
                                    stream)
     assert usage["prompt_tokens"] == inputs["input_ids"].shape[1], usage
     assert tokens == want
-    hf = hf_logprobs(model, inputs, tokens)
+    hf = hf_teacher_forced_logprobs(model, inputs, tokens)
     err = max(abs(lp - float(hf[i, t])) for i, (t, lp) in enumerate(zip(tokens, logprobs)))
     assert err < 1e-3, err
     arch = json.loads((model_dir / "config.json").read_text())["architectures"][0]
@@ -359,7 +321,7 @@ def test_two_images_of_different_sizes_equal_hf_generate(server, processor, mode
     second = gradient_image(40, 72, seed=6)
     hf_parts = [{"type": "image", "image": IMAGE}, {"type": "text", "text": "and"},
                 {"type": "image", "image": second}]
-    inputs = hf_inputs(processor, [{"role": "user", "content": hf_parts}])
+    inputs = hf_chat_inputs(processor, [{"role": "user", "content": hf_parts}])
     grids = inputs["image_grid_thw"].tolist()
     assert len(grids) == 2 and grids[0] != grids[1], grids
     want = hf_generate(model, inputs, NEW_TOKENS)
@@ -379,7 +341,7 @@ def test_image_pixels_reach_the_model(server):
 
 
 def test_text_chat_equals_hf_generate(server, processor, model):
-    inputs = hf_inputs(processor.tokenizer, TEXT_MESSAGES)
+    inputs = hf_chat_inputs(processor.tokenizer, TEXT_MESSAGES)
     want = hf_generate(model, inputs, NEW_TOKENS)
     tokens, _, usage = chat(server, TEXT_MESSAGES, NEW_TOKENS)
     assert usage["prompt_tokens"] == inputs["input_ids"].shape[1], usage
@@ -395,7 +357,7 @@ def test_gpu_triton_image_chat_tracks_hf(model_dir, processor, model):
     """bf16 only: upstream's chunked Gated DeltaNet Triton kernel (GPU prefill) rejects float32.
     Teacher-forced HF float32 must rank each server token within the tolerance of its best and
     agree on its logprob: twice HF's own bf16 deviation plus 0.05, as test_gpu_tiny_models.py."""
-    inputs = hf_inputs(processor, hf_image_messages(IMAGE, "Describe it."))
+    inputs = hf_chat_inputs(processor, hf_image_turn(IMAGE, "Describe it."))
     args = [*HYBRID_ARGS, "--dtype", "bfloat16", "--mm-attention-backend", "triton_attn",
             *os.environ.get("GPU_SERVER_EXTRA_ARGS", "").split()]  # e.g. --grammar-backend none
     with Server(model_dir, extra_args=args, gpu=True) as srv:
@@ -404,10 +366,10 @@ def test_gpu_triton_image_chat_tracks_hf(model_dir, processor, model):
         log = srv.log_path.read_text(errors="replace")
     assert "Using triton_attn as multimodal attention backend" in log, log[-3000:]
     assert usage["prompt_tokens"] == inputs["input_ids"].shape[1]
-    text_prompt = hf_inputs(processor.tokenizer, TEXT_MESSAGES)["input_ids"]
+    text_prompt = hf_chat_inputs(processor.tokenizer, TEXT_MESSAGES)["input_ids"]
     assert text_usage["prompt_tokens"] == text_prompt.shape[1] and len(text_tokens) == 4
-    hf = hf_logprobs(model, inputs, tokens)
-    hf_bf16 = hf_logprobs(hf_model(model_dir, torch.bfloat16), inputs, tokens)
+    hf = hf_teacher_forced_logprobs(model, inputs, tokens)
+    hf_bf16 = hf_teacher_forced_logprobs(hf_model(model_dir, torch.bfloat16), inputs, tokens)
     yardstick = max(abs(float(hf_bf16[i, t] - hf[i, t])) for i, t in enumerate(tokens))
     tol = 2 * yardstick + 0.05
     behind = max(float(hf[i].max() - hf[i, t]) for i, t in enumerate(tokens))

@@ -73,15 +73,6 @@ def _quantized(float_dir: Path, scheme: str) -> tuple[Path, Path]:
     return quant_dir, deq_dir
 
 
-def _generate(server: Server, n: int) -> tuple[list[int], list[float]]:
-    body = {"input_ids": PROMPT, "return_logprob": True, "logprob_start_len": -1,
-            "sampling_params": {"temperature": 0, "max_new_tokens": n, "ignore_eos": True}}
-    res = server.post("/generate", body)
-    res.raise_for_status()
-    pairs = res.json()["meta_info"]["output_token_logprobs"]
-    return [int(p[1]) for p in pairs], [float(p[0]) for p in pairs]
-
-
 def _assert_log(log: str, *line_fragments: tuple[str, ...]) -> None:
     lines = log.splitlines()
     for fragments in line_fragments:
@@ -101,7 +92,7 @@ def _deviation(ids: list[int], lps: list[float], ref: torch.Tensor) -> tuple[flo
 def test_awq_experts_bf16_track_dequantized_model(float_dir):
     quant_dir, deq_dir = _quantized(float_dir, "awq")
     with Server(quant_dir, extra_args=["--dtype", "bfloat16"], env=_env()) as server:
-        ids, lps = _generate(server, NEW_TOKENS)
+        ids, lps = server.greedy(NEW_TOKENS, input_ids=PROMPT)
         log = server.log_path.read_text(errors="replace")
     _assert_log(log, (f"AWQ {MOE_LOG} torch.bfloat16", "fused_awq_moe"),
                 ("AWQ layer K=64 N=128 G=32 bfloat16",), (AUDIT_OK, "used"))
@@ -118,7 +109,7 @@ def test_awq_experts_bf16_track_dequantized_model(float_dir):
 def test_gptq_experts_float32_token_exact(float_dir):
     quant_dir, deq_dir = _quantized(float_dir, "gptq")
     with Server(quant_dir, extra_args=["--dtype", "float32"], env=_env()) as server:
-        ids, _ = _generate(server, NEW_TOKENS)
+        ids, _ = server.greedy(NEW_TOKENS, input_ids=PROMPT)
         log = server.log_path.read_text(errors="replace")
     _assert_log(log, (f"moe_wna16 (gptq, 4-bit, symmetric) {MOE_LOG} torch.float32",
                       "repacked to the AWQ layout", "fused_awq_moe"), (AUDIT_OK, "used"))
@@ -156,7 +147,7 @@ def test_gpu_int4_experts_track_dequantized_model(float_dir, scheme, dtype):
     quant_dir, deq_dir = _quantized(float_dir, scheme)
     env = {"SGLANG_RDNA4": "1", **({"TRITON_F32_DEFAULT": "ieee"} if dtype == "float32" else {})}
     with Server(quant_dir, extra_args=["--dtype", dtype], env=env, gpu=True) as server:
-        ids, lps = _generate(server, 32)
+        ids, lps = server.greedy(32, input_ids=PROMPT)
         log = server.log_path.read_text(errors="replace")
     _assert_log(log, (MOE_LOG, "fused_awq_moe"), (AUDIT_OK, "used"))
     margin, diff = _deviation(ids, lps, teacher_forced_logprobs(deq_dir, PROMPT, ids))

@@ -67,15 +67,6 @@ def hf_logprobs(model_dir, ids: list[int], dtype: torch.dtype = torch.float32) -
         return torch.log_softmax(model(input_ids=torch.tensor([ids])).logits[0].double(), -1)
 
 
-def generate(server: Server, input_ids: list[int], n: int) -> tuple[list[int], list[float]]:
-    body = {"input_ids": input_ids, "return_logprob": True,
-            "sampling_params": {"temperature": 0, "max_new_tokens": n, "ignore_eos": True}}
-    res = server.post("/generate", body)
-    res.raise_for_status()
-    pairs = res.json()["meta_info"]["output_token_logprobs"]
-    return [int(p[1]) for p in pairs], [float(p[0]) for p in pairs]
-
-
 def test_float32_matches_hf(model_dir):
     args = ["--dtype", "float32", *HYBRID_ARGS]
     with Server(model_dir, extra_args=args, env=HYBRID_ENV) as server:
@@ -120,7 +111,7 @@ def _int4_server(model_dir, tmp_path, scheme: str, dtype: str):
     pythonpath = os.pathsep.join(p for p in (str(SITE), os.environ.get("PYTHONPATH", "")) if p)
     env = {**HYBRID_ENV, "SGLANG_RDNA4": "1", "TRITON_INTERPRET": "1", "PYTHONPATH": pythonpath}
     with Server(quant_dir, extra_args=["--dtype", dtype, *HYBRID_ARGS], env=env) as server:
-        tokens, logprobs = generate(server, PROMPT, INT4_TOKENS)
+        tokens, logprobs = server.greedy(INT4_TOKENS, input_ids=PROMPT)
         log = server.log_path.read_text(errors="replace")
     assert "Traceback" not in log, log[-4000:]
     assert "AWQ layer" not in log, "a 16-bit layer was built as int4:\n" + log[-4000:]
@@ -159,7 +150,7 @@ def test_gpu_int4_experts_track_dequantized_model(model_dir, tmp_path, scheme, d
     assert quantize_routed_experts(model_dir, quant_dir, deq_dir, scheme, 32, torch.bfloat16) == 96
     env = {**HYBRID_ENV, "SGLANG_RDNA4": "1", **({"TRITON_F32_DEFAULT": "ieee"} if dtype == "float32" else {})}
     with Server(quant_dir, extra_args=["--dtype", dtype, *HYBRID_ARGS], env=env, gpu=True) as server:
-        tokens, logprobs = generate(server, PROMPT, NEW_TOKENS)
+        tokens, logprobs = server.greedy(NEW_TOKENS, input_ids=PROMPT)
         log = server.log_path.read_text(errors="replace")
     assert "Traceback" not in log, log[-4000:]
     assert "fused_awq_moe" in log, log[-4000:]

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import requests
@@ -104,6 +105,13 @@ class ServerStartError(RuntimeError):
         self.port_conflict = port_conflict
 
 
+@dataclass(frozen=True)
+class ChatReply:
+    text: str
+    logprobs: list[dict]  # OpenAI `logprobs.content` entries: token, logprob, top_logprobs
+    usage: dict
+
+
 class Server:
     """`python -m sglang.launch_server` as a subprocess on a free loopback port."""
 
@@ -193,16 +201,40 @@ class Server:
 
     def generate(self, input_ids: list[int], max_new_tokens: int) -> list[int]:
         """Greedy token ids from the native /generate endpoint (EOS ignored)."""
+        return self.greedy(max_new_tokens, input_ids=input_ids)[0]
+
+    def greedy(self, max_new_tokens: int, **prompt) -> tuple[list[int], list[float]]:
+        """(token ids, their logprobs) of a greedy /generate, EOS ignored. `prompt` is the
+        request's input: input_ids=[...] or text="...", plus e.g. image_data=[...]."""
         body = {
-            "input_ids": input_ids,
+            **prompt,
             "sampling_params": {"temperature": 0, "max_new_tokens": max_new_tokens, "ignore_eos": True},
             "return_logprob": True,
             "logprob_start_len": -1,
         }
         res = requests.post(f"{self.url}/generate", json=body, timeout=300)
-        res.raise_for_status()
-        meta = res.json()["meta_info"]
-        return [int(t[1]) for t in meta["output_token_logprobs"]]
+        assert res.status_code == 200, res.text
+        pairs = res.json()["meta_info"]["output_token_logprobs"]
+        return [int(p[1]) for p in pairs], [float(p[0]) for p in pairs]
+
+    def chat(self, messages: list[dict], max_tokens: int, stream: bool = False,
+             **extra) -> ChatReply:
+        """A greedy /v1/chat/completions (EOS ignored, logprobs on), streamed or not."""
+        body = {"model": "tiny", "messages": messages, "max_tokens": max_tokens, "temperature": 0,
+                "ignore_eos": True, "logprobs": True, "stream": stream, **extra}
+        if stream:
+            body["stream_options"] = {"include_usage": True}
+        res = self.post("/v1/chat/completions", body, stream=stream)
+        assert res.status_code == 200, res.text
+        if not stream:
+            choice = res.json()["choices"][0]
+            return ChatReply(choice["message"]["content"], choice["logprobs"]["content"],
+                             res.json()["usage"])
+        events = list(sse_events(res))
+        deltas = [e["choices"][0] for e in events if e["choices"]]
+        return ChatReply("".join(d["delta"].get("content") or "" for d in deltas),
+                         [p for d in deltas for p in ((d.get("logprobs") or {}).get("content") or [])],
+                         next(e["usage"] for e in events if e.get("usage")))
 
     def post(self, route: str, body: dict, stream: bool = False) -> requests.Response:
         res = requests.post(f"{self.url}{route}", json=body, timeout=300, stream=stream)
