@@ -23,7 +23,8 @@ from sglang.srt.rdna4.awq.config import pow2_block_k
 from sglang.srt.rdna4.awq.gemv import MAGIC_BITS, gemv_step8
 
 ACTIVATIONS = {"silu": 0, "gelu_tanh": 1, "gelu": 2}  # gelu: the exact (erf) GELU
-# From this many tokens on, fp16/bf16 calls on a GPU take the per-expert-block path
+# The default crossover of a layer's MoE plan (moe_plan.py; direct calls with blocked=None use
+# it too): from this many tokens on, fp16/bf16 calls on a GPU take the per-expert-block path
 # (moe_tc.py: weights read once per block of slots, tensor-core dots); below it, the
 # per-slot kernels here. Measured on an H100 (bf16, 128 experts, top 8, H 2048, I 768;
 # benchmarks/awq/results_h100_tc.json at git e946d93): per slot 180 vs blocked 219 us at 4 tokens,

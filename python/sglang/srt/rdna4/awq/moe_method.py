@@ -14,6 +14,7 @@ import torch
 
 from sglang.srt.layers.quantization.awq import AWQMoEMethod
 from sglang.srt.rdna4.awq.moe import fused_awq_moe
+from sglang.srt.rdna4.awq.moe_plan import MoEExperts, MoEPlan, build_moe_plan
 
 logger = logging.getLogger(__name__)
 
@@ -38,14 +39,15 @@ class RDNA4AWQMoEMethod(AWQMoEMethod):
             if "scales" in name:
                 data = data.to(model_dtype)
             setattr(layer, name, torch.nn.Parameter(data.contiguous(), requires_grad=False))
+        plan = attach_moe_plan(layer, model_dtype)
         e, h, n13 = layer.w13_qweight.shape[0], layer.w13_qweight.shape[1], layer.w13_qweight.shape[2] * 8
-        key = (e, h, n13, model_dtype)
+        key = (e, h, n13, model_dtype, plan)
         if key not in _LOGGED:
             _LOGGED.add(key)
             logger.info(
                 "AWQ MoE E=%d hidden=%d intermediate=%d G=%d %s: fused_awq_moe (Triton, one launch "
-                "per projection over all routed slots)", e, h, n13 // 2,
-                h // layer.w13_scales.shape[1], model_dtype,
+                "per projection over all routed slots): %s", e, h, n13 // 2,
+                h // layer.w13_scales.shape[1], model_dtype, plan.describe(),
             )
 
     def create_moe_runner(self, layer: torch.nn.Module, moe_runner_config) -> None:
@@ -73,8 +75,17 @@ class RDNA4AWQMoEMethod(AWQMoEMethod):
             layer.w13_qweight, layer.w13_scales, layer.w13_qzeros,
             layer.w2_qweight, layer.w2_scales, layer.w2_qzeros,
             topk_weights.to(torch.float32), topk_ids.to(torch.int32),
-            activation=activation,
+            activation=activation, blocked=layer.rdna4_moe_plan.blocked(x.shape[0]),
         )
         if cfg.routed_scaling_factor not in (None, 1.0):
             y = y * cfg.routed_scaling_factor
         return StandardCombineInput(hidden_states=y)
+
+
+def attach_moe_plan(layer: torch.nn.Module, dtype: torch.dtype) -> MoEPlan:
+    """Build the expert layer's kernel plan once, at load (moe_plan.py), and carry it on the
+    layer as ``rdna4_moe_plan``."""
+    experts = MoEExperts(tuple(getattr(layer, name) for name in _NAMES), int(getattr(layer, "top_k", 8) or 8))
+    plan = build_moe_plan(experts, dtype, layer.w13_qweight.device)
+    layer.rdna4_moe_plan = plan
+    return plan

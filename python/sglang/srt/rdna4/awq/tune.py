@@ -274,7 +274,11 @@ def measure(req: TuneRequest, bind: Callable[[str, int], Callable], timer: Timer
     return timings
 
 
-def _measure_or_read(req: TuneRequest, bind: Callable[[str, int], Callable], timer: Timer) -> tuple:
+Measure = Callable[..., dict]  # (req, bind, timer, candidates) -> {M: {kernel: seconds}}
+
+
+def _measure_or_read(req: TuneRequest, bind: Callable[[str, int], Callable], timer: Timer,
+                     measure_fn: Measure = measure) -> tuple:
     path = cache_file(req.cache_dir, device_tag(req.device))
     cands = req.candidates()
     stored_cands = {str(m): list(c) for m, c in cands.items()}
@@ -288,7 +292,7 @@ def _measure_or_read(req: TuneRequest, bind: Callable[[str, int], Callable], tim
             return spans
         # Microseconds, rounded as stored, so the spans follow from what the cache holds.
         timings = {m: {k: round(v * 1e6, 3) for k, v in row.items()}
-                   for m, row in measure(req, bind, timer, cands).items()}
+                   for m, row in measure_fn(req, bind, timer, cands).items()}
         stored = pick_spans(timings, req.open_kernel)
         cache["shapes"][req.key] = {
             "candidates": stored_cands,
@@ -329,9 +333,12 @@ def default_broadcaster() -> Broadcaster | None:
 
 
 def tuned_spans(req: TuneRequest, binder, timer: Timer | None = None,
-                broadcaster: Broadcaster | None = None) -> tuple[tuple[int, str], ...]:
+                broadcaster: Broadcaster | None = None,
+                measure_fn: Measure = measure) -> tuple[tuple[int, str], ...]:
     """The (largest M, kernel) spans of one layer shape, timed on this device or read from
-    its cache, and the same on every TP rank."""
+    its cache, and the same on every TP rank. ``req`` is a TuneRequest or anything with its
+    key, candidates(), open_kernel, dequantizer, cache_dir and device (moe_plan.py's), and
+    ``measure_fn`` times its candidates (default: a linear layer of random weights)."""
     broadcaster = broadcaster if broadcaster is not None else default_broadcaster()
     if broadcaster is not None and not broadcaster.is_source:
         status, value = broadcaster.share(None)
@@ -339,7 +346,7 @@ def tuned_spans(req: TuneRequest, binder, timer: Timer | None = None,
             raise RuntimeError(f"AWQ tune {req.key}: failed on the rank that measures: {value}")
         return tuple((int(hi), str(name)) for hi, name in value)
     try:
-        spans = _measure_or_read(req, binder.bind, timer or make_timer(req.device))
+        spans = _measure_or_read(req, binder.bind, timer or make_timer(req.device), measure_fn)
     except Exception as e:
         if broadcaster is not None:
             broadcaster.share(("error", f"{type(e).__name__}: {e}"))

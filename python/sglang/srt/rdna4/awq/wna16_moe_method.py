@@ -19,7 +19,7 @@ import logging
 import torch
 
 from sglang.srt.layers.quantization.moe_wna16 import MoeWNA16Config, MoeWNA16Method
-from sglang.srt.rdna4.awq.moe_method import RDNA4AWQMoEMethod
+from sglang.srt.rdna4.awq.moe_method import RDNA4AWQMoEMethod, attach_moe_plan
 from sglang.srt.rdna4.awq.repack import wna16_experts_to_awq
 
 logger = logging.getLogger(__name__)
@@ -43,15 +43,16 @@ class RDNA4WNA16MoEMethod(MoeWNA16Method):
                     delattr(layer, f"{proj}_{name}")
                 setattr(layer, f"{proj}_{name}", torch.nn.Parameter(data, requires_grad=False))
         # scales are already in the model dtype (create_weights uses params_dtype)
+        plan = attach_moe_plan(layer, layer.w13_scales.dtype)
         e, h, n13 = layer.w13_qweight.shape[0], layer.w13_qweight.shape[1], layer.w13_qweight.shape[2] * 8
-        key = (cfg.linear_quant_method, e, h, n13, layer.w13_scales.dtype)
+        key = (cfg.linear_quant_method, e, h, n13, layer.w13_scales.dtype, plan)
         if key not in _LOGGED:
             _LOGGED.add(key)
             logger.info(
                 "moe_wna16 (%s, 4-bit%s) MoE E=%d hidden=%d intermediate=%d G=%d %s: repacked to the "
                 "AWQ layout at load; fused_awq_moe (Triton, one launch per projection over all "
-                "routed slots)", cfg.linear_quant_method, ", zero points" if cfg.has_zp else ", symmetric",
-                e, h, n13 // 2, h // layer.w13_scales.shape[1], layer.w13_scales.dtype,
+                "routed slots): %s", cfg.linear_quant_method, ", zero points" if cfg.has_zp else ", symmetric",
+                e, h, n13 // 2, h // layer.w13_scales.shape[1], layer.w13_scales.dtype, plan.describe(),
             )
 
     create_moe_runner = RDNA4AWQMoEMethod.create_moe_runner
