@@ -33,6 +33,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "python"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 if "--smoke" in sys.argv:
     sys.path.insert(0, str(ROOT))
@@ -40,6 +41,7 @@ if "--smoke" in sys.argv:
 
     interpret_without_gpu()  # TRITON_INTERPRET=1 and the interpreter shims
 
+import roofline  # noqa: E402
 import torch  # noqa: E402
 import triton  # noqa: E402
 
@@ -142,13 +144,10 @@ def bench_ms(fn, smoke: bool, warmup: int = 25, rep: int = 100) -> float:
 
 
 def copy_bandwidth(smoke: bool) -> float:
-    """Device-to-device copy: bytes read + written per second."""
+    """Device-to-device copy: bytes read + written per second (benchmarks/roofline.py)."""
     if smoke:
         return float("nan")
-    a = torch.empty(1 << 30, dtype=torch.uint8, device="cuda")
-    b = torch.empty_like(a)
-    t = triton.testing.do_bench(lambda: b.copy_(a), warmup=20, rep=200, return_mode="median") * 1e-3
-    return 2 * a.numel() / t
+    return roofline.copy_bandwidth_gbs() * roofline.GB
 
 
 def num_kv_splits_policy(seq_lens: list[int], hq: int, hkv: int, max_splits: int, cores: int) -> list[int]:
