@@ -24,12 +24,12 @@ import torch
 
 from sglang.srt.rdna4.awq import moe as moe_mod
 from sglang.srt.rdna4.awq import tune
+from sglang.srt.rdna4.awq.dispatch import FAST_DTYPES
 from sglang.srt.rdna4.envs import env_int
 
 BLOCKED_MIN_ENV = "SGLANG_RDNA4_AWQ_MOE_BLOCKED_MIN"
 PER_SLOT, BLOCKED = "per_slot", "blocked"
-SAMPLE_TOKENS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
-FAST_DTYPES = (torch.float16, torch.bfloat16)
+SAMPLE_TOKENS = tune.SAMPLE_MS
 
 
 @dataclass(frozen=True)
@@ -138,17 +138,8 @@ class MoEBinder:
 
 def measure(req: MoETuneRequest, bind: Callable[[str, int], Callable], timer: tune.Timer,
             candidates: Mapping[int, Sequence[str]]) -> dict[int, dict[str, float]]:
-    """{T: {path: seconds}} (tune.py's measure, for an expert layer)."""
-    timings = {}
-    for t, paths in candidates.items():
-        row = {}
-        for path in paths:
-            sec = float(timer(path, t, bind(path, t)))
-            if not sec > 0 or sec == float("inf"):
-                raise RuntimeError(f"AWQ MoE tune {req.key}: timer returned {sec!r} for {path} at T={t}")
-            row[path] = sec
-        timings[t] = row
-    return timings
+    """{T: {path: seconds}} (tune.py's measure, for an expert layer: bind gives the run itself)."""
+    return tune.time_runs(req.key, candidates, timer, bind)
 
 
 def build_moe_plan(layer: MoEExperts, dtype: torch.dtype, device: torch.device,

@@ -255,23 +255,32 @@ def _random_layer(req: TuneRequest) -> tuple[torch.Tensor, torch.Tensor, torch.T
     return x, words(k), scales, words(groups)
 
 
-def measure(req: TuneRequest, bind: Callable[[str, int], Callable], timer: Timer,
-            candidates: Mapping[int, Sequence[str]]) -> dict[int, dict[str, float]]:
-    """{M: {kernel: seconds}} for every sampled M and candidate, each kernel bound exactly as
-    a plan would bind it (``bind(kernel, M)``)."""
-    x, qweight, scales, qzeros = _random_layer(req)
+def time_runs(key: str, candidates: Mapping[int, Sequence[str]], timer: Timer,
+              run_of: Callable[[str, int], Callable[[], object]]) -> dict[int, dict[str, float]]:
+    """{M: {kernel: seconds}}: ``timer`` over ``run_of(kernel, M)`` for every candidate."""
     timings: dict[int, dict[str, float]] = {}
     for m, names in candidates.items():
-        xm = x[:m]
         row = {}
         for name in names:
-            call = bind(name, m)
-            t = float(timer(name, m, lambda call=call, xm=xm: call(xm, qweight, scales, qzeros)))
+            t = float(timer(name, m, run_of(name, m)))
             if not math.isfinite(t) or t <= 0:
-                raise RuntimeError(f"AWQ tune {req.key}: timer returned {t!r} for {name} at M={m}")
+                raise RuntimeError(f"AWQ tune {key}: timer returned {t!r} for {name} at M={m}")
             row[name] = t
         timings[m] = row
     return timings
+
+
+def measure(req: TuneRequest, bind: Callable[[str, int], Callable], timer: Timer,
+            candidates: Mapping[int, Sequence[str]]) -> dict[int, dict[str, float]]:
+    """{M: {kernel: seconds}} for every sampled M and candidate of a linear layer, each kernel
+    bound exactly as a plan would bind it (``bind(kernel, M)``), on random weights."""
+    x, qweight, scales, qzeros = _random_layer(req)
+
+    def run_of(name: str, m: int) -> Callable[[], object]:
+        call, xm = bind(name, m), x[:m]
+        return lambda: call(xm, qweight, scales, qzeros)
+
+    return time_runs(req.key, candidates, timer, run_of)
 
 
 Measure = Callable[..., dict]  # (req, bind, timer, candidates) -> {M: {kernel: seconds}}
