@@ -80,6 +80,37 @@ def _act_bits_128(nib, act: tl.constexpr, DOT_F32: tl.constexpr):
 
 
 @triton.jit
+def _group_zero_scale(qz_ptr, s_ptr, g, N, N8, cols, col_ok, EVEN_N: tl.constexpr):
+    """Group g's 128 + zero point (FP32) and scale (FP32) of output columns cols."""
+    if EVEN_N:
+        zw = tl.load(qz_ptr + g * N8 + cols // 8)
+        s = tl.load(s_ptr + g.to(tl.int64) * N + cols).to(tl.float32)
+    else:
+        zw = tl.load(qz_ptr + g * N8 + cols // 8, mask=col_ok, other=0)
+        s = tl.load(s_ptr + g.to(tl.int64) * N + cols, mask=col_ok, other=0.0).to(tl.float32)
+    return _unpack_cols(zw, cols % 8), s
+
+
+@triton.jit
+def _store_tile(acc, out_ptr, ws_ptr, pid_k, rows, row_ok, cols, col_ok, M, N, stride_om,
+                SWAP: tl.constexpr, SPLIT: tl.constexpr):
+    """Output tile (acc[cols, rows] when SWAP), or with split-K this split's FP32 partial."""
+    if SWAP:
+        out_off = rows[None, :].to(tl.int64) * stride_om + cols[:, None]
+        ws_off = rows[None, :].to(tl.int64) * N + cols[:, None]
+        mask = row_ok[None, :] & col_ok[:, None]
+    else:
+        out_off = rows[:, None].to(tl.int64) * stride_om + cols[None, :]
+        ws_off = rows[:, None].to(tl.int64) * N + cols[None, :]
+        mask = row_ok[:, None] & col_ok[None, :]
+    if not SPLIT:
+        tl.store(out_ptr + out_off, acc.to(out_ptr.dtype.element_ty), mask=mask)
+    else:
+        # splitk_sum_kernel adds the partials in split order.
+        tl.store(ws_ptr + pid_k.to(tl.int64) * M * N + ws_off, acc, mask=mask)
+
+
+@triton.jit
 def _load_weights(qw_ptr, ks, k_ok, cols8, cols, col8_ok, col_ok, N8,
                   BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr, UNPACK: tl.constexpr,
                   MASKED: tl.constexpr):
@@ -119,13 +150,7 @@ def _swap_direct_step(acc, x_ptr, qw_ptr, qz_ptr, s_ptr, rows, row_ok, cols, col
         xt = tl.load(x_ptrs, mask=row_ok[None, :], other=0.0)
     else:
         xt = tl.load(x_ptrs, mask=row_ok[None, :] & k_ok[:, None], other=0.0)
-    if EVEN_N:
-        zw = tl.load(qz_ptr + g * N8 + cols // 8)
-        s = tl.load(s_ptr + g.to(tl.int64) * N + cols).to(tl.float32)
-    else:
-        zw = tl.load(qz_ptr + g * N8 + cols // 8, mask=col_ok, other=0)
-        s = tl.load(s_ptr + g.to(tl.int64) * N + cols, mask=col_ok, other=0.0).to(tl.float32)
-    zc = _unpack_cols(zw, cols % 8)  # 128 + z, FP32
+    zc, s = _group_zero_scale(qz_ptr, s_ptr, g, N, N8, cols, col_ok, EVEN_N)
     jj = (cols % 8)[:, None]
     if SCALE_IN_W:
         wt = _unpack_cols(q, jj) * s[:, None] - (zc * s)[:, None]
@@ -167,7 +192,6 @@ def awq_gemm_tc_kernel(
     cols8 = pid_n * BLOCK_N8 + tl.arange(0, BLOCK_N8)
     col8_ok = cols8 < N8
     kk = tl.arange(0, BLOCK_K)
-    jz = cols % 8
     x_rows = x_ptr + rows[:, None].to(tl.int64) * stride_xm
     act = x_ptr.dtype.element_ty
 
@@ -196,13 +220,7 @@ def awq_gemm_tc_kernel(
                 x = tl.load(x_rows + ks[None, :], mask=row_ok[:, None], other=0.0)
             else:
                 x = tl.load(x_rows + ks[None, :], mask=row_ok[:, None] & k_ok[None, :], other=0.0)
-            if EVEN_N:
-                zw = tl.load(qz_ptr + g * N8 + cols // 8)
-                s = tl.load(s_ptr + g.to(tl.int64) * N + cols).to(tl.float32)
-            else:
-                zw = tl.load(qz_ptr + g * N8 + cols // 8, mask=col_ok, other=0)
-                s = tl.load(s_ptr + g.to(tl.int64) * N + cols, mask=col_ok, other=0.0).to(tl.float32)
-            zc = _unpack_cols(zw, jz)  # 128 + z per column, FP32
+            zc, s = _group_zero_scale(qz_ptr, s_ptr, g, N, N8, cols, col_ok, EVEN_N)
 
             if SCALE_IN_W:
                 wd = w * s[None, :] - (zc * s)[None, :]  # one FMA per weight
@@ -230,19 +248,7 @@ def awq_gemm_tc_kernel(
                     d = tl.dot(xd, wd, out_dtype=tl.float32)
                     acc += (d - xs[:, None] * zc[None, :]) * s[None, :]
 
-    if SWAP:
-        out_off = rows[None, :].to(tl.int64) * stride_om + cols[:, None]
-        ws_off = rows[None, :].to(tl.int64) * N + cols[:, None]
-        mask = row_ok[None, :] & col_ok[:, None]
-    else:
-        out_off = rows[:, None].to(tl.int64) * stride_om + cols[None, :]
-        ws_off = rows[:, None].to(tl.int64) * N + cols[None, :]
-        mask = row_ok[:, None] & col_ok[None, :]
-    if not SPLIT:
-        tl.store(out_ptr + out_off, acc.to(out_ptr.dtype.element_ty), mask=mask)
-    else:
-        # FP32 partials of this split; splitk_sum_kernel adds them in split order.
-        tl.store(ws_ptr + pid_k.to(tl.int64) * M * N + ws_off, acc, mask=mask)
+    _store_tile(acc, out_ptr, ws_ptr, pid_k, rows, row_ok, cols, col_ok, M, N, stride_om, SWAP, SPLIT)
 
 
 @triton.jit
@@ -278,24 +284,6 @@ def _nib_dot(acc, x, xs, q, zw, s_ptr, col_base, col8_ok, J: tl.constexpr,
             d = tl.dot(x, _act_bits_128(nib, act, DOT_F32), out_dtype=tl.float32)
             acc += (d - xs * zc[None, :]) * s[None, :]
     return acc
-
-
-@triton.jit
-def _nib_store(acc, out_ptr, ws_ptr, pid_k, rows, row_ok, cols8, col8_ok, M, N, stride_om,
-               J: tl.constexpr, SWAP: tl.constexpr, SPLIT: tl.constexpr):
-    cols = cols8 * 8 + J
-    if SWAP:
-        out_off = rows[None, :].to(tl.int64) * stride_om + cols[:, None]
-        ws_off = rows[None, :].to(tl.int64) * N + cols[:, None]
-        mask = row_ok[None, :] & col8_ok[:, None]
-    else:
-        out_off = rows[:, None].to(tl.int64) * stride_om + cols[None, :]
-        ws_off = rows[:, None].to(tl.int64) * N + cols[None, :]
-        mask = row_ok[:, None] & col8_ok[None, :]
-    if not SPLIT:
-        tl.store(out_ptr + out_off, acc.to(out_ptr.dtype.element_ty), mask=mask)
-    else:
-        tl.store(ws_ptr + pid_k.to(tl.int64) * M * N + ws_off, acc, mask=mask)
 
 
 @triton.jit(do_not_specialize=["M", "steps_per_group", "num_steps", "steps_per_split"])
@@ -380,14 +368,14 @@ def awq_gemm_tc_nib_kernel(
         a6 = _nib_dot(a6, x, xs, q, zw, s_ptr, col_base, col8_ok, 6, act, SWAP, SCALE_IN_W, DOT_F32, EVEN_N)
         a7 = _nib_dot(a7, x, xs, q, zw, s_ptr, col_base, col8_ok, 7, act, SWAP, SCALE_IN_W, DOT_F32, EVEN_N)
 
-    _nib_store(a0, out_ptr, ws_ptr, pid_k, rows, row_ok, cols8, col8_ok, M, N, stride_om, 0, SWAP, SPLIT)
-    _nib_store(a1, out_ptr, ws_ptr, pid_k, rows, row_ok, cols8, col8_ok, M, N, stride_om, 1, SWAP, SPLIT)
-    _nib_store(a2, out_ptr, ws_ptr, pid_k, rows, row_ok, cols8, col8_ok, M, N, stride_om, 2, SWAP, SPLIT)
-    _nib_store(a3, out_ptr, ws_ptr, pid_k, rows, row_ok, cols8, col8_ok, M, N, stride_om, 3, SWAP, SPLIT)
-    _nib_store(a4, out_ptr, ws_ptr, pid_k, rows, row_ok, cols8, col8_ok, M, N, stride_om, 4, SWAP, SPLIT)
-    _nib_store(a5, out_ptr, ws_ptr, pid_k, rows, row_ok, cols8, col8_ok, M, N, stride_om, 5, SWAP, SPLIT)
-    _nib_store(a6, out_ptr, ws_ptr, pid_k, rows, row_ok, cols8, col8_ok, M, N, stride_om, 6, SWAP, SPLIT)
-    _nib_store(a7, out_ptr, ws_ptr, pid_k, rows, row_ok, cols8, col8_ok, M, N, stride_om, 7, SWAP, SPLIT)
+    _store_tile(a0, out_ptr, ws_ptr, pid_k, rows, row_ok, cols8 * 8 + 0, col8_ok, M, N, stride_om, SWAP, SPLIT)
+    _store_tile(a1, out_ptr, ws_ptr, pid_k, rows, row_ok, cols8 * 8 + 1, col8_ok, M, N, stride_om, SWAP, SPLIT)
+    _store_tile(a2, out_ptr, ws_ptr, pid_k, rows, row_ok, cols8 * 8 + 2, col8_ok, M, N, stride_om, SWAP, SPLIT)
+    _store_tile(a3, out_ptr, ws_ptr, pid_k, rows, row_ok, cols8 * 8 + 3, col8_ok, M, N, stride_om, SWAP, SPLIT)
+    _store_tile(a4, out_ptr, ws_ptr, pid_k, rows, row_ok, cols8 * 8 + 4, col8_ok, M, N, stride_om, SWAP, SPLIT)
+    _store_tile(a5, out_ptr, ws_ptr, pid_k, rows, row_ok, cols8 * 8 + 5, col8_ok, M, N, stride_om, SWAP, SPLIT)
+    _store_tile(a6, out_ptr, ws_ptr, pid_k, rows, row_ok, cols8 * 8 + 6, col8_ok, M, N, stride_om, SWAP, SPLIT)
+    _store_tile(a7, out_ptr, ws_ptr, pid_k, rows, row_ok, cols8 * 8 + 7, col8_ok, M, N, stride_om, SWAP, SPLIT)
 
 
 def _dot_in_f32(dtype: torch.dtype) -> bool:
