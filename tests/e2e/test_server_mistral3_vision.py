@@ -67,23 +67,11 @@ SITE = Path(__file__).resolve().parent / "triton_interpret_site"
 def build_tokenizer(out_dir: Path):
     """One token per printable ASCII character and newline, Mistral's special tokens (image
     ones included); a plain encode prepends BOS, as Mistral's tokenizers do."""
-    from sglang.srt.rdna4.devtools.tiny_models import _byte_level_chars
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
+    from sglang.srt.rdna4.devtools.tiny_models import byte_level_tokenizer
 
-    byte_to_char = _byte_level_chars()
-    vocab = {tok: i for i, tok in enumerate(SPECIAL)}
-    for byte in [10, *range(32, 127)]:
-        vocab[byte_to_char[byte]] = len(vocab)
-    core = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
-    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
-    core.decoder = decoders.ByteLevel()
-    core.post_processor = processors.TemplateProcessing(
-        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", BOS)])
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=core, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
-        pad_token="<pad>", additional_special_tokens=SPECIAL[3:10])
-    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer = byte_level_tokenizer(
+        SPECIAL, CHAT_TEMPLATE, prepend_bos="<s>", bos_token="<s>", eos_token="</s>",
+        unk_token="<unk>", pad_token="<pad>", additional_special_tokens=SPECIAL[3:10])
     tokenizer.save_pretrained(out_dir)
     return tokenizer
 

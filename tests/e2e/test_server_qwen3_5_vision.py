@@ -65,21 +65,10 @@ FP32_ENV = {"SGLANG_MAMBA_CONV_DTYPE": "float32"}  # the conv state defaults to 
 
 def build_tokenizer(out_dir: Path):
     """One token per printable ASCII character and newline plus Qwen's special tokens."""
-    from sglang.srt.rdna4.devtools.tiny_models import _byte_level_chars
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
+    from sglang.srt.rdna4.devtools.tiny_models import byte_level_tokenizer
 
-    byte_to_char = _byte_level_chars()
-    vocab = {tok: i for i, tok in enumerate(SPECIAL)}
-    for byte in [10, *range(32, 127)]:
-        vocab[byte_to_char[byte]] = len(vocab)
-    core = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token=None))
-    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
-    core.decoder = decoders.ByteLevel()
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=core, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-        additional_special_tokens=SPECIAL[1:])
-    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer = byte_level_tokenizer(SPECIAL, CHAT_TEMPLATE, eos_token="<|im_end|>",
+                                     pad_token="<|endoftext|>", additional_special_tokens=SPECIAL[1:])
     tokenizer.save_pretrained(out_dir)
     (out_dir / "chat_template.jinja").write_text(CHAT_TEMPLATE)
     return tokenizer

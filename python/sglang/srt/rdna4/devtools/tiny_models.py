@@ -22,25 +22,34 @@ def build_tokenizer(out_dir: Path):
     Every token decodes to complete UTF-8 on its own, so streamed text equals the decoded
     ids exactly, whatever a random model generates.
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    tokenizer = byte_level_tokenizer(
+        SPECIAL_TOKENS, CHAT_TEMPLATE, bos_token="<|bos|>", eos_token="<|eos|>",
+        pad_token="<|pad|>", additional_special_tokens=SPECIAL_TOKENS[3:])
+    tokenizer.save_pretrained(out_dir)
+    return tokenizer
+
+
+def byte_level_tokenizer(special: list[str], chat_template: str, *, prepend_bos: str | None = None,
+                         **special_tokens):
+    """`special` (ids 0, 1, ...) then one token per printable ASCII character and newline, as an
+    unsaved HF fast tokenizer. `prepend_bos` names a token a plain encode starts with (as
+    Mistral's tokenizers do); `special_tokens` are PreTrainedTokenizerFast's (bos_token=...)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
     byte_to_char = _byte_level_chars()
-    vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS)}
+    vocab = {tok: i for i, tok in enumerate(special)}
     for byte in [10, *range(32, 127)]:
         vocab[byte_to_char[byte]] = len(vocab)
-    core = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token=None))
+    core = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token=special_tokens.get("unk_token")))
     core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     core.decoder = decoders.ByteLevel()
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=core,
-        bos_token="<|bos|>",
-        eos_token="<|eos|>",
-        pad_token="<|pad|>",
-        additional_special_tokens=SPECIAL_TOKENS[3:],
-    )
-    tokenizer.chat_template = CHAT_TEMPLATE
-    tokenizer.save_pretrained(out_dir)
+    if prepend_bos is not None:
+        core.post_processor = processors.TemplateProcessing(
+            single=f"{prepend_bos} $A", pair=f"{prepend_bos} $A {prepend_bos} $B",
+            special_tokens=[(prepend_bos, vocab[prepend_bos])])
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, **special_tokens)
+    tokenizer.chat_template = chat_template
     return tokenizer
 
 
