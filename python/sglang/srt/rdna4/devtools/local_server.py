@@ -112,6 +112,14 @@ class ChatReply:
     usage: dict
 
 
+def _ok(res: requests.Response) -> requests.Response:
+    """res, or an HTTPError carrying the server's error body (not stripped by python -O)."""
+    if res.status_code != 200:
+        raise requests.HTTPError(f"{res.request.method} {res.url}: {res.status_code} {res.text}",
+                                 response=res)
+    return res
+
+
 class Server:
     """`python -m sglang.launch_server` as a subprocess on a free loopback port."""
 
@@ -212,8 +220,7 @@ class Server:
             "return_logprob": True,
             "logprob_start_len": -1,
         }
-        res = requests.post(f"{self.url}/generate", json=body, timeout=300)
-        assert res.status_code == 200, res.text
+        res = _ok(requests.post(f"{self.url}/generate", json=body, timeout=300))
         pairs = res.json()["meta_info"]["output_token_logprobs"]
         return [int(p[1]) for p in pairs], [float(p[0]) for p in pairs]
 
@@ -224,8 +231,7 @@ class Server:
                 "ignore_eos": True, "logprobs": True, "stream": stream, **extra}
         if stream:
             body["stream_options"] = {"include_usage": True}
-        res = self.post("/v1/chat/completions", body, stream=stream)
-        assert res.status_code == 200, res.text
+        res = _ok(self.post("/v1/chat/completions", body, stream=stream))
         if not stream:
             choice = res.json()["choices"][0]
             return ChatReply(choice["message"]["content"], choice["logprobs"]["content"],
