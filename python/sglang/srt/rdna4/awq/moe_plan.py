@@ -37,7 +37,7 @@ class MoEPlan:
     """(largest token count, path) spans, ascending; the last is open-ended (sys.maxsize)."""
 
     spans: tuple[tuple[int, str], ...]
-    source: str  # rules | env | tuned | no GPU | float32
+    source: str  # rules | SGLANG_RDNA4_AWQ_MOE_BLOCKED_MIN=T | tuned | no GPU | float32
 
     def __post_init__(self):
         if not self.spans or self.spans[-1][0] != sys.maxsize:
